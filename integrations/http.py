@@ -1,0 +1,273 @@
+"""The one outbound HTTP door. Every request Optio makes to the outside world goes through here.
+
+What it guarantees, so callers do not have to:
+- http and https only; the host is resolved once, every address is checked against
+  private, loopback, link-local (cloud metadata), CGNAT, multicast, reserved and
+  unspecified ranges (IPv4-mapped IPv6 included), and the connection is made to the
+  checked address (no second DNS lookup an attacker could change in between);
+- TLS is still verified against the host name;
+- connect timeout 3 s and an overall deadline (15 s by default) that also bounds a
+  slow-dripping response; response bodies are capped;
+- redirects are never followed: a 3xx is returned to the caller as it is;
+- connections are pooled per (scheme, host, port, address).
+
+`OPTIO_ALLOW_PRIVATE_URLS=1` lets requests reach private addresses (development, tests).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import urllib3
+from django.conf import settings
+
+CONNECT_TIMEOUT = 3.0
+TOTAL_TIMEOUT = 15.0
+MAX_RESPONSE_BYTES = 1024 * 1024
+USER_AGENT = "Optio/1.0 (+self-hosted)"
+
+_CGNAT = ipaddress.ip_network("100.64.0.0/10")
+
+
+class OutboundError(Exception):
+    """A request could not be made or completed. `reason` is a sentence a person can act on."""
+
+    kind = "error"
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(reason)
+
+
+class InvalidUrl(OutboundError):
+    kind = "invalid_url"
+
+
+class BlockedDestination(OutboundError):
+    kind = "blocked"
+
+
+class PayloadTooLarge(OutboundError):
+    kind = "payload_too_large"
+
+
+class ConnectFailed(OutboundError):
+    kind = "connect_error"
+
+
+class Timeout(OutboundError):
+    kind = "timeout"
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    elapsed: float
+    truncated: bool = False
+    address: str = ""
+    _json: object = field(default=None, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        return self.headers.get(name.lower(), default)
+
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+    def json(self):
+        import json
+
+        return json.loads(self.body)
+
+
+def _blocked_reason(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return _blocked_reason(ip.ipv4_mapped)
+    if ip.is_loopback:
+        return "a loopback address"
+    if ip.is_link_local:
+        return "a link-local address (this includes cloud metadata services such as 169.254.169.254)"
+    if ip.is_multicast:
+        return "a multicast address"
+    if ip.is_unspecified:
+        return "an unspecified address"
+    if isinstance(ip, ipaddress.IPv4Address) and ip in _CGNAT:
+        return "a carrier-grade NAT address"
+    if ip.is_private:
+        return "a private network address"
+    if ip.is_reserved or not ip.is_global:
+        return "a reserved address"
+    return None
+
+
+@dataclass(frozen=True)
+class Target:
+    scheme: str
+    host: str
+    port: int
+    address: str
+    path: str
+
+
+def resolve(url: str, *, allow_private: bool | None = None) -> Target:
+    """Validate `url` and pick the address to connect to, or raise InvalidUrl / BlockedDestination."""
+    if allow_private is None:
+        allow_private = settings.OPTIO_ALLOW_PRIVATE_URLS
+    if not isinstance(url, str) or not url:
+        raise InvalidUrl("A URL is required.")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidUrl(f"{url!r} is not a valid URL ({exc}).") from None
+    if parts.scheme not in ("http", "https"):
+        raise InvalidUrl(f"Only http:// and https:// URLs are allowed, not {parts.scheme or 'no scheme'!r}.")
+    host = parts.hostname
+    if not host:
+        raise InvalidUrl(f"{url!r} has no host name.")
+    if parts.username or parts.password:
+        raise InvalidUrl("URLs with a user name or password in them are not allowed; use headers or a secret.")
+    port = port or (443 if parts.scheme == "https" else 80)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        raise InvalidUrl(f"The host {host!r} could not be resolved.") from None
+    addresses = []
+    for info in infos:
+        ip = ipaddress.ip_address(info[4][0].split("%")[0])
+        if ip not in addresses:
+            addresses.append(ip)
+    if not allow_private:
+        for ip in addresses:
+            reason = _blocked_reason(ip)
+            if reason:
+                raise BlockedDestination(
+                    f"{host} resolves to {ip}, {reason}; Optio does not send requests there "
+                    "(set OPTIO_ALLOW_PRIVATE_URLS=1 to allow it on a trusted network)."
+                )
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    return Target(parts.scheme, host, port, str(addresses[0]), path)
+
+
+def check_url(url: str) -> None:
+    """Raise InvalidUrl or BlockedDestination if `url` may not be used as a destination."""
+    resolve(url)
+
+
+_pools: dict[tuple, urllib3.HTTPConnectionPool] = {}
+_pools_lock = threading.Lock()
+
+
+def _pool(target: Target) -> urllib3.HTTPConnectionPool:
+    key = (target.scheme, target.host, target.port, target.address)
+    with _pools_lock:
+        pool = _pools.get(key)
+        if pool is None:
+            common = {"maxsize": 16, "block": False, "retries": False}
+            if target.scheme == "https":
+                pool = urllib3.HTTPSConnectionPool(
+                    target.address, target.port, server_hostname=target.host, assert_hostname=target.host, **common
+                )
+            else:
+                pool = urllib3.HTTPConnectionPool(target.address, target.port, **common)
+            _pools[key] = pool
+        return pool
+
+
+def request(
+    method: str,
+    url: str,
+    *,
+    headers: dict[str, str] | None = None,
+    body: bytes | None = None,
+    timeout: float = TOTAL_TIMEOUT,
+    connect_timeout: float = CONNECT_TIMEOUT,
+    max_body: int | None = None,
+    max_response: int = MAX_RESPONSE_BYTES,
+) -> Response:
+    """Make one request. Never follows redirects; raises OutboundError subclasses for failures
+    that produced no HTTP response (blocked, refused, timed out)."""
+    if max_body is not None and body is not None and len(body) > max_body:
+        raise PayloadTooLarge(f"The payload is {len(body)} bytes; the limit is {max_body} bytes.")
+    target = resolve(url)
+    default_port = 443 if target.scheme == "https" else 80
+    host_header = target.host if target.port == default_port else f"{target.host}:{target.port}"
+    if ":" in target.host and not target.host.startswith("["):
+        host_header = f"[{target.host}]" if target.port == default_port else f"[{target.host}]:{target.port}"
+    send_headers = {"User-Agent": USER_AGENT, "Host": host_header}
+    send_headers.update(headers or {})
+    started = time.monotonic()
+    deadline = started + timeout
+    try:
+        raw = _pool(target).urlopen(
+            method,
+            target.path,
+            body=body,
+            headers=send_headers,
+            redirect=False,
+            retries=False,
+            assert_same_host=False,
+            preload_content=False,
+            timeout=urllib3.Timeout(connect=min(connect_timeout, timeout), read=timeout),
+        )
+    except urllib3.exceptions.ConnectTimeoutError:
+        raise Timeout(f"Connecting to {target.host} timed out after {connect_timeout:g} s.") from None
+    except urllib3.exceptions.ReadTimeoutError:
+        raise Timeout(f"{target.host} did not answer within {timeout:g} s.") from None
+    except urllib3.exceptions.NewConnectionError as exc:
+        raise ConnectFailed(f"Could not connect to {target.host}:{target.port} ({_cause(exc)}).") from None
+    except urllib3.exceptions.SSLError as exc:
+        raise ConnectFailed(f"TLS with {target.host} failed ({_cause(exc)}).") from None
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise ConnectFailed(f"The request to {target.host} failed ({_cause(exc)}).") from None
+
+    chunks, size, truncated = [], 0, False
+    try:
+        while True:
+            if time.monotonic() > deadline:
+                raise Timeout(f"{target.host} was still sending its response after {timeout:g} s.")
+            chunk = raw.read(16384, decode_content=True)
+            if not chunk:
+                break
+            if size + len(chunk) > max_response:
+                chunks.append(chunk[: max_response - size])
+                truncated = True
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except urllib3.exceptions.ReadTimeoutError:
+        raise Timeout(f"{target.host} did not finish its response within {timeout:g} s.") from None
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise ConnectFailed(f"Reading the response from {target.host} failed ({_cause(exc)}).") from None
+    finally:
+        if truncated or time.monotonic() > deadline:
+            raw.close()  # an unread remainder would poison the pooled connection
+        else:
+            raw.release_conn()
+    return Response(
+        status=raw.status,
+        headers={k.lower(): v for k, v in raw.headers.items()},
+        body=b"".join(chunks),
+        elapsed=time.monotonic() - started,
+        truncated=truncated,
+        address=target.address,
+    )
+
+
+def _cause(exc: Exception) -> str:
+    text = str(exc.__cause__ or exc)
+    if "Connection refused" in text:
+        return "connection refused"
+    return text.split(": ", 1)[-1][:200]

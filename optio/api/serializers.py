@@ -1,0 +1,134 @@
+"""camelCase JSON shapes of the core models (DESIGN.md, API conventions)."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from optio.lifecycle import TRANSITIONS
+from optio.models import Repo, Secret, Task, TaskLog, TaskState
+from optio.repo_urls import InvalidRepoUrl, normalize_repo_url
+
+
+class RepoUrlField(serializers.CharField):
+    """A repository URL, normalised; invalid spellings are a 400 naming the expected form."""
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        try:
+            return normalize_repo_url(value)
+        except InvalidRepoUrl as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+
+def connected_repo(url: str) -> Repo:
+    repo = Repo.objects.filter(url=url).first()
+    if repo is None:
+        raise serializers.ValidationError(
+            f"{url} is not a connected repository; connect it first with POST /api/repos or in Settings → Repositories."
+        )
+    return repo
+
+
+def connected_repo_or_400(url: str) -> Repo:
+    try:
+        return connected_repo(url)
+    except serializers.ValidationError as exc:
+        raise serializers.ValidationError({"repoUrl": exc.detail}) from None
+
+
+class RepoSerializer(serializers.ModelSerializer):
+    repoUrl = RepoUrlField(source="url", max_length=300)
+    fullName = serializers.CharField(source="full_name", read_only=True)
+    defaultBranch = serializers.CharField(source="default_branch", required=False, max_length=200)
+    writebackEnabled = serializers.BooleanField(source="writeback_enabled", required=False)
+    createdAt = serializers.DateTimeField(source="created_at", read_only=True)
+    updatedAt = serializers.DateTimeField(source="updated_at", read_only=True)
+
+    class Meta:
+        model = Repo
+        fields = ["id", "repoUrl", "fullName", "defaultBranch", "writebackEnabled", "createdAt", "updatedAt"]
+        # Uniqueness is answered with a 409 by the view, not a generic 400.
+        extra_kwargs = {"repoUrl": {"validators": []}}
+
+
+class RepoUpdateSerializer(RepoSerializer):
+    repoUrl = serializers.CharField(source="url", read_only=True)
+
+
+class SecretSerializer(serializers.ModelSerializer):
+    scope = serializers.CharField(read_only=True)
+    repoUrl = serializers.SerializerMethodField()
+    createdAt = serializers.DateTimeField(source="created_at", read_only=True)
+    updatedAt = serializers.DateTimeField(source="updated_at", read_only=True)
+
+    class Meta:
+        model = Secret
+        fields = ["id", "name", "scope", "repoUrl", "createdAt", "updatedAt"]
+
+    def get_repoUrl(self, obj) -> str | None:
+        return obj.repo.url if obj.repo_id else None
+
+
+class SecretWriteSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=128)
+    value = serializers.CharField(max_length=65536, trim_whitespace=False, write_only=True)
+    repoUrl = RepoUrlField(required=False, allow_null=True)
+
+
+class TaskSerializer(serializers.ModelSerializer):
+    repoId = serializers.IntegerField(source="repo_id", read_only=True)
+    repoUrl = serializers.CharField(source="repo.url", read_only=True)
+    ticketSource = serializers.CharField(source="ticket_source", read_only=True)
+    ticketExternalId = serializers.CharField(source="ticket_external_id", read_only=True)
+    ticketUrl = serializers.CharField(source="ticket_url", read_only=True)
+    prUrl = serializers.CharField(source="pr_url", read_only=True)
+    costUsd = serializers.DecimalField(
+        source="cost_usd", max_digits=12, decimal_places=2, read_only=True, coerce_to_string=True
+    )
+    attentionReason = serializers.CharField(source="attention_reason", read_only=True)
+    prStatus = serializers.JSONField(source="pr_status", read_only=True)
+    writebackError = serializers.CharField(source="writeback_error", read_only=True)
+    allowedTransitions = serializers.SerializerMethodField()
+    createdAt = serializers.DateTimeField(source="created_at", read_only=True)
+    updatedAt = serializers.DateTimeField(source="updated_at", read_only=True)
+    startedAt = serializers.DateTimeField(source="started_at", read_only=True)
+    finishedAt = serializers.DateTimeField(source="finished_at", read_only=True)
+
+    class Meta:
+        model = Task
+        fields = [
+            "id", "title", "prompt", "repoId", "repoUrl", "state", "ticketSource", "ticketExternalId",
+            "ticketUrl", "prUrl", "costUsd", "error", "attentionReason", "prStatus", "writebackError",
+            "allowedTransitions", "createdAt", "updatedAt", "startedAt", "finishedAt",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+    def get_allowedTransitions(self, obj) -> list[str]:
+        return sorted(TRANSITIONS.get(obj.state, ()))
+
+
+class TaskCreateSerializer(serializers.Serializer):
+    title = serializers.CharField(max_length=500)
+    prompt = serializers.CharField(max_length=200_000)
+    repoUrl = RepoUrlField()
+
+    def validate_repoUrl(self, value):
+        return connected_repo(value)
+
+
+class TransitionSerializer(serializers.Serializer):
+    state = serializers.ChoiceField(
+        choices=TaskState.values, error_messages={"invalid_choice": '"{input}" is not a task state.'}
+    )
+    prUrl = serializers.URLField(required=False, max_length=500)
+    costUsd = serializers.DecimalField(required=False, max_digits=12, decimal_places=4, min_value=0, allow_null=True)
+    error = serializers.CharField(required=False, allow_blank=True, max_length=20_000)
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=64)
+
+
+class TaskLogSerializer(serializers.ModelSerializer):
+    taskId = serializers.UUIDField(source="task_id", read_only=True)
+
+    class Meta:
+        model = TaskLog
+        fields = ["seq", "taskId", "timestamp", "stream", "type", "content", "metadata"]

@@ -1,0 +1,74 @@
+"""Shared fixtures: an authenticated API client, a connected repository, eager Celery by default."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.contrib.auth import get_user_model
+from rest_framework.test import APIClient
+
+from optio import crypto
+from optio.celery import app as celery_app
+from optio.models import ApiToken, Repo
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _eager_celery():
+    # Unit tests run Celery tasks inline; tests about real workers start their own processes.
+    celery_app.conf.task_always_eager = True
+    celery_app.conf.task_eager_propagates = True
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _test_settings(settings):
+    # The fake GitHub/Slack/receiver servers listen on 127.0.0.1; SSRF tests switch this off again.
+    settings.OPTIO_ALLOW_PRIVATE_URLS = True
+    crypto.reset_keys()
+    yield
+    crypto.reset_keys()
+
+
+class Api:
+    """A DRF test client speaking JSON with a bearer token; `.json(resp)` decodes bodies."""
+
+    def __init__(self, client: APIClient, token: str, user):
+        self.client, self.token, self.user = client, token, user
+
+    def _call(self, method, path, data=None, **extra):
+        kwargs = {}
+        if data is not None:
+            kwargs = {"data": json.dumps(data), "content_type": "application/json"}
+        return getattr(self.client, method)(path, HTTP_AUTHORIZATION=f"Bearer {self.token}", **kwargs, **extra)
+
+    def get(self, path, **extra):
+        return self._call("get", path, **extra)
+
+    def post(self, path, data=None, **extra):
+        return self._call("post", path, data, **extra)
+
+    def patch(self, path, data=None, **extra):
+        return self._call("patch", path, data, **extra)
+
+    def put(self, path, data=None, **extra):
+        return self._call("put", path, data, **extra)
+
+    def delete(self, path, **extra):
+        return self._call("delete", path, **extra)
+
+
+@pytest.fixture
+def admin_user(db):
+    return get_user_model().objects.create_superuser("admin", "admin@example.com", "correct horse battery")
+
+
+@pytest.fixture
+def api(admin_user):
+    _, raw = ApiToken.objects.issue(admin_user, name="test")
+    return Api(APIClient(), raw, admin_user)
+
+
+@pytest.fixture
+def repo(db):
+    return Repo.objects.create(url="https://github.com/acme/webapp")
