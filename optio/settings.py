@@ -44,6 +44,10 @@ INSTALLED_APPS = [
     "channels",
     "optio",
     "integrations",
+    "integrations.github",
+    "integrations.linear",
+    "integrations.slack",
+    "integrations.mcp",
     "tickets",
     "webhooks",
 ]

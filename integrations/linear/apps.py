@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class LinearConfig(AppConfig):
+    name = "integrations.linear"
+    label = "linear"
+    verbose_name = "Linear"
