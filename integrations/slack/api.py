@@ -8,8 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from integrations import http
-from integrations.slack import services
-from optio.api.serializers import mask_url
+from integrations.slack import client, services
 from optio.models import Repo
 
 
@@ -43,7 +42,7 @@ def resolve_target(webhook_url: str | None, repo: Repo | None) -> str:
     try:
         http.check_url(url)
     except http.OutboundError as exc:
-        raise ValueError(exc.reason.replace(url, mask_url(url))) from None
+        raise ValueError(client.redact(exc.reason, url)) from None
     return url
 
 

@@ -109,4 +109,6 @@ def parse_retry_after(value: str | None, default: float = 1.0) -> float:
 
 def redact(text: str, url: str) -> str:
     """A reason from the HTTP layer with the webhook URL (its path holds the token) masked."""
-    return text.replace(url, mask_url(url)) if url else text
+    if not url:
+        return text
+    return text.replace(repr(url), repr(mask_url(url))).replace(url, mask_url(url))

@@ -94,7 +94,8 @@ class SlackWebhookUrlField(serializers.CharField):
         try:
             http.check_url(value)
         except http.OutboundError as exc:
-            raise serializers.ValidationError(exc.reason.replace(value, mask_url(value))) from None
+            reason = exc.reason.replace(repr(value), repr(mask_url(value))).replace(value, mask_url(value))
+            raise serializers.ValidationError(reason) from None
         return crypto.encrypt(value)
 
     def to_representation(self, value):
