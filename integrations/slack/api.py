@@ -12,7 +12,7 @@ from integrations.slack import client, services
 from optio.models import Repo
 
 
-class SlackTestRequest(serializers.Serializer):
+class SlackTestSerializer(serializers.Serializer):
     webhookUrl = serializers.CharField(
         required=False, max_length=2000, help_text="Omit to use the repository's stored URL"
     )
@@ -48,10 +48,10 @@ def resolve_target(webhook_url: str | None, repo: Repo | None) -> str:
 
 class SlackTest(APIView):
     @extend_schema(
-        request=SlackTestRequest, responses={200: SlackTestResponse, 400: SlackTestResponse, 502: SlackTestResponse}
+        request=SlackTestSerializer, responses={200: SlackTestResponse, 400: SlackTestResponse, 502: SlackTestResponse}
     )
     def post(self, request):
-        data = SlackTestRequest(data=request.data)
+        data = SlackTestSerializer(data=request.data)
         if not data.is_valid():
             field, problems = next(iter(data.errors.items()))
             return _fail(f"Invalid input. {field}: {problems[0]}", 400, data.errors)
