@@ -6,6 +6,7 @@ import os
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connections
 
 from optio.models import Repo
 from tests.services import require_chromium
@@ -33,6 +34,9 @@ def page(live_server, monkeypatch):
         page.wait_for_url("**/settings/repos/")
         yield page
         browser.close()
+        # ORM calls made while Playwright's loop runs get their own connection; close it, or
+        # PostgreSQL refuses to drop the test database at the end of the session.
+        connections.close_all()
 
 
 def shot(page, tmp_path, name: str) -> None:
