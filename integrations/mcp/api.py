@@ -84,7 +84,7 @@ class MCPServerWriteSerializer(serializers.Serializer):
     name = serializers.CharField(help_text='1–64 letters, digits, spaces, ".", "_" or "-"; the key in .mcp.json')
     repoUrl = serializers.CharField(required=False, allow_null=True, help_text="A connected repository; null = global")
     transport = serializers.ChoiceField(
-        choices=Transport.values, required=False, help_text="Inferred: command means stdio, url means http"
+        choices=Transport.choices, required=False, help_text="Inferred: command means stdio, url means http"
     )
     command = serializers.CharField(required=False, help_text="stdio: the program the agent starts")
     args = serializers.ListField(child=serializers.CharField(), required=False, help_text="stdio; {{SECRET}} allowed")
