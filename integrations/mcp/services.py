@@ -42,7 +42,7 @@ def create_server(data: Any) -> tuple[MCPServer, list[str], list[str]]:
 @transaction.atomic
 def update_server(server: MCPServer, data: Any) -> tuple[MCPServer, list[str], list[str]]:
     """Apply a partial update. Returns (server, warnings, missing secret names)."""
-    server = MCPServer.objects.select_for_update().select_related("repo").get(pk=server.pk)
+    server = MCPServer.objects.select_for_update(of=("self",)).select_related("repo").get(pk=server.pk)
     spec = clean(data, instance=server)
     _apply(server, spec)
     _save(server)

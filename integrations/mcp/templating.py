@@ -45,12 +45,9 @@ def references(value: str) -> list[str]:
 
 
 def references_in(values: Iterable[str]) -> list[str]:
-    names: list[str] = []
-    for value in values:
-        for name in references(value):
-            if name not in names:
-                names.append(name)
-    return names
+    """Every secret named in `values`, sorted (env and headers are JSON objects, whose key order
+    PostgreSQL does not keep, so order of appearance would differ between databases)."""
+    return sorted({name for value in values for name in references(value)})
 
 
 def strip_references(value: str) -> str:

@@ -142,7 +142,7 @@ def test_missing_secret_is_named_in_the_refusal(api, repo, set_secret):
     assert "POST /api/secrets" in body["error"]
     assert body["details"] == {
         "missingSecrets": ["MISSING_A", "MISSING_B"],
-        "servers": {"one": ["MISSING_A"], "two": ["MISSING_B", "MISSING_A"]},
+        "servers": {"one": ["MISSING_A"], "two": ["MISSING_A", "MISSING_B"]},
     }
     assert "here" not in resp.content.decode()  # no resolved value leaks into the refusal
     assert "{{" not in resp.content.decode()
@@ -225,6 +225,6 @@ def test_effective_view_marks_overrides_and_missing_secrets(repo, other_repo, se
     assert rows["tools", True].status == resolution.OVERRIDDEN
     mine = rows["tools", False]
     assert mine.status == resolution.APPLIES and mine.overrides == rows["tools", True].server
-    assert [(r.name, r.source) for r in mine.secrets] == [("REPO_ONLY", "repository"), ("NOPE", None)]
+    assert [(r.name, r.source) for r in mine.secrets] == [("NOPE", None), ("REPO_ONLY", "repository")]
     assert mine.missing == ["NOPE"]
     assert rows["off", True].status == resolution.DISABLED

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.db import connections
 from django.test import Client
 
 from integrations.mcp.models import MCPServer
@@ -40,6 +41,9 @@ def page(live_server, admin_user, monkeypatch):
         pg.base_url = live_server.url
         yield pg
         browser.close()
+        # ORM calls made while Playwright's loop runs get their own connection; close it here, or
+        # PostgreSQL refuses to drop the test database at the end of the session.
+        connections.close_all()
 
 
 def _shot(page, name: str) -> None:

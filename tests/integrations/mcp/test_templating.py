@@ -6,7 +6,7 @@ from integrations.mcp import templating
 def test_references_in_order_without_duplicates():
     assert templating.references("{{B}}-{{A}}-{{ B }}") == ["B", "A"]
     assert templating.references("no references") == []
-    assert templating.references_in(["{{X}}", "{{Y}}{{X}}"]) == ["X", "Y"]
+    assert templating.references_in(["{{Y}}", "{{Y}}{{X}}"]) == ["X", "Y"]
 
 
 @pytest.mark.parametrize("value", ["{{}}", "{{a-b}}", "{{1ABC}}", "x {{ A B }}", "{{A", "a}}{{"])
