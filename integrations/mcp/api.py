@@ -114,7 +114,8 @@ def _write(fn, *args) -> tuple:
     except InvalidServer as exc:
         raise _invalid(exc) from None
     except services.NameTaken as exc:
-        raise ApiError(str(exc), status.HTTP_409_CONFLICT, {"name": [str(exc)]}) from None
+        details = {"name": [str(exc)], "existingId": exc.existing_id}
+        raise ApiError(str(exc), status.HTTP_409_CONFLICT, details) from None
 
 
 class MCPServerList(generics.ListAPIView):

@@ -20,8 +20,8 @@ _LITERAL_TOKEN = re.compile(
 
 
 class NameTaken(Exception):
-    def __init__(self, name: str, scope: str):
-        self.name, self.scope = name, scope
+    def __init__(self, name: str, scope: str, existing_id: int | None = None):
+        self.name, self.scope, self.existing_id = name, scope, existing_id
         where = "globally" if scope == "global" else f"for {scope}"
         super().__init__(
             f'An MCP server named "{name}" already exists {where}; names are unique within their scope. '
@@ -65,9 +65,9 @@ def _apply(server: MCPServer, spec: ServerSpec) -> None:
 
 def _save(server: MCPServer) -> None:
     scope = server.repo.url if server.repo_id else "global"
-    clash = MCPServer.objects.filter(name=server.name, repo=server.repo).exclude(pk=server.pk)
-    if clash.exists():
-        raise NameTaken(server.name, scope)
+    clash = MCPServer.objects.filter(name=server.name, repo=server.repo).exclude(pk=server.pk).first()
+    if clash is not None:
+        raise NameTaken(server.name, scope, clash.pk)
     try:
         with transaction.atomic():
             server.save()

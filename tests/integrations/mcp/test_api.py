@@ -202,9 +202,10 @@ def test_unparseable_body_is_a_400(api, db):
 
 
 def test_name_is_unique_within_its_scope_409(api, repo, other_repo, seed_body):
-    assert api.post("/api/mcp-servers", seed_body).status_code == 201
+    first = api.post("/api/mcp-servers", seed_body).json()["id"]
     body = _error(api.post("/api/mcp-servers", seed_body), 409)
     assert 'named "GitHub Tools" already exists globally' in body["error"]
+    assert body["details"]["existingId"] == first
     # The same name in a repository scope is a different server (an override), once per repository.
     assert api.post("/api/mcp-servers", {**seed_body, "repoUrl": repo.url}).status_code == 201
     assert api.post("/api/mcp-servers", {**seed_body, "repoUrl": other_repo.url}).status_code == 201

@@ -159,3 +159,10 @@ def test_effective_configuration_shows_overrides_and_flags_missing_secrets(brows
 
 def test_effective_configuration_for_unknown_repository_is_404(browser_client, db):
     assert browser_client.get("/settings/mcp/repos/999/").status_code == 404
+
+
+def test_admin_lists_servers_without_an_add_button(browser_client, db):
+    MCPServer.objects.create(name="GitHub Tools", command="npx")
+    resp = browser_client.get("/admin/mcp/mcpserver/")
+    assert resp.status_code == 200 and "GitHub Tools" in resp.content.decode()
+    assert browser_client.get("/admin/mcp/mcpserver/add/").status_code == 403
