@@ -54,11 +54,6 @@ class ServerSpec:
     headers: dict[str, str] = field(default_factory=dict)
     enabled: bool = True
 
-    def templated_values(self) -> list[str]:
-        if self.transport == Transport.HTTP:
-            return [self.url, *self.headers.values()]
-        return [*self.args, *self.env.values()]
-
 
 def as_input(server: MCPServer) -> dict[str, Any]:
     """A stored server in the shape `clean` accepts (the base of a partial update)."""
