@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -29,6 +29,9 @@ STATES = ("open", "closed", "all")
 # Repositories fetched at once, across all requests in this process. GitHub asks clients not
 # to make many concurrent requests (secondary limits); 20 covers a typical install in one round.
 MAX_CONCURRENCY = 20
+# A repository still being read after this long is reported as failed, so one slow
+# repository (many pages, a GitHub hiccup) cannot hold the whole page hostage.
+FETCH_DEADLINE = 20.0
 
 _executor: ThreadPoolExecutor | None = None
 _executor_lock = threading.Lock()
@@ -187,9 +190,15 @@ def fetch(repos: list[Repo], filters: Filters) -> Feed:
             )
         return items, note
 
-    futures = [pool().submit(one, repo, token) for repo, token in plan]
+    futures = [(repo, pool().submit(one, repo, token)) for repo, token in plan]
+    wait([future for _, future in futures], timeout=FETCH_DEADLINE)
     everything: list[dict] = []
-    for future in futures:
+    for repo, future in futures:
+        if not future.done():
+            future.cancel()  # queued behind other requests: drop it; running: its result is ignored
+            reason = f"GitHub did not finish answering for {repo.full_name} within {FETCH_DEADLINE:g} s."
+            errors.append(RepoError(repo, reason, "timeout"))
+            continue
         items, error = future.result()
         everything.extend(items)
         if error:
