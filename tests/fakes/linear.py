@@ -168,6 +168,33 @@ type Query {
 }
 """
 
+
+# Write-back (PR watcher): a team's workflow states, comments and state changes. Same names and
+# types as Linear's schema (https://linear.app/developers/graphql); resolvers are at the end.
+SCHEMA_SDL += """
+type WorkflowStateEdge { node: WorkflowState! cursor: String! }
+
+type WorkflowStateConnection { edges: [WorkflowStateEdge!]! nodes: [WorkflowState!]! pageInfo: PageInfo! }
+
+extend type Team {
+  states(after: String, before: String, filter: WorkflowStateFilter, first: Int, includeArchived: Boolean,
+         last: Int, orderBy: PaginationOrderBy): WorkflowStateConnection!
+}
+
+input CommentCreateInput { body: String issueId: String }
+
+input IssueUpdateInput { stateId: String title: String }
+
+type CommentPayload { comment: Comment! lastSyncId: Float! success: Boolean! }
+
+type IssuePayload { issue: Issue lastSyncId: Float! success: Boolean! }
+
+type Mutation {
+  commentCreate(input: CommentCreateInput!): CommentPayload!
+  issueUpdate(id: String!, input: IssueUpdateInput!): IssuePayload!
+}
+"""
+
 SCHEMA = build_schema(SCHEMA_SDL)
 MAX_PAGE = 250
 DEFAULT_PAGE = 50
@@ -764,3 +791,57 @@ def seed(fake: FakeLinear, team: Team, count: int, *, labels=(), start: int = 0)
         fake.add_issue(team, f"Issue {n}", description=f"Body of issue {n}", labels=labels)
         for n in itertools.islice(itertools.count(start), count)
     ]
+
+
+# --- write-back resolvers: Team.states, commentCreate, issueUpdate ---
+
+
+def _find_issue(fake: FakeLinear, ident: str) -> Issue:
+    for issue in fake.issues.values():
+        if ident in (issue.id, issue.identifier):
+            return issue
+    raise GraphQLError("Entity not found: Issue")
+
+
+def _team_states(team: Team, info, filter=None, first=None, **_) -> dict:
+    states = sorted(team.states.values(), key=lambda s: s.position)
+    states = [s for s in states if _match_object(s, filter, STATE_FIELDS)][: first or DEFAULT_PAGE]
+    return dict(_connection(states), edges=[{"node": s, "cursor": s.id} for s in states])
+
+
+def _comment_create(root, info, input: dict) -> dict:
+    fake: FakeLinear = root.fake
+    if not input.get("issueId") or not input.get("body"):
+        raise GraphQLError("Argument Validation Error: issueId and body are required.")
+    issue = _find_issue(fake, input["issueId"])
+    now = iso(fake.clock.now())
+    comment = Comment(str(uuid.uuid4()), input["body"], now, now, fake.viewer)
+    issue.comment_list.append(comment)
+    issue.updatedAt = now
+    return {"comment": comment, "lastSyncId": float(len(fake.requests)), "success": True}
+
+
+def _issue_update(root, info, id: str, input: dict) -> dict:
+    fake: FakeLinear = root.fake
+    issue = _find_issue(fake, id)
+    if input.get("stateId"):
+        state = next((s for s in issue.team.states.values() if s.id == input["stateId"]), None)
+        if state is None:
+            raise GraphQLError("Entity not found: WorkflowState")
+        issue.state = state
+    if input.get("title"):
+        issue.title = input["title"]
+    issue.updatedAt = iso(fake.clock.now())
+    return {"issue": issue, "lastSyncId": float(len(fake.requests)), "success": True}
+
+
+SCHEMA.type_map["Team"].fields["states"].resolve = _team_states
+SCHEMA.mutation_type.fields["commentCreate"].resolve = _comment_create
+SCHEMA.mutation_type.fields["issueUpdate"].resolve = _issue_update
+
+
+def add_workflow_state(team: Team, name: str, type: str, position: float) -> WorkflowState:
+    """Another state of `type` (a team can have several `started` states; `add_team` makes one of each)."""
+    state = WorkflowState(str(uuid.uuid4()), name, type, position, team)
+    team.states[f"{type}:{name}"] = state
+    return state

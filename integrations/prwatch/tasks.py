@@ -1,0 +1,37 @@
+"""Celery tasks of the PR watcher: each takes an id and calls a service."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.conf import settings
+
+from integrations.prwatch import deliveries, watcher, writeback
+
+
+@shared_task(name="prwatch.poll", ignore_result=True)
+def poll() -> int:
+    """Beat, every OPTIO_PR_WATCH_INTERVAL seconds: one check per task waiting on its PR."""
+    ids = watcher.due_task_ids()
+    for task_id in ids:
+        # A check that waited longer than an interval is stale: the next tick enqueues a fresh one.
+        check_pull.apply_async((task_id,), expires=settings.OPTIO_PR_WATCH_INTERVAL)
+    return len(ids)
+
+
+@shared_task(name="prwatch.check_pull", ignore_result=True)
+def check_pull(task_id: str) -> str:
+    # No retry policy: a failure is recorded on the watch and the next poll looks again.
+    return watcher.check_task(task_id).outcome
+
+
+@shared_task(name="prwatch.handle_delivery", ignore_result=True)
+def handle_delivery(delivery_id: int) -> str:
+    return deliveries.process(delivery_id)
+
+
+@shared_task(name="prwatch.send_writeback", bind=True, ignore_result=True, max_retries=writeback.MAX_RETRIES)
+def send_writeback(self, writeback_id: int) -> str:
+    result = writeback.send(writeback_id, last_try=self.request.retries >= self.max_retries)
+    if result.retry_in is not None:
+        raise self.retry(countdown=result.retry_in)
+    return result.status
