@@ -29,9 +29,10 @@ def handle_delivery(delivery_id: int) -> str:
     return deliveries.process(delivery_id)
 
 
-@shared_task(name="prwatch.send_writeback", bind=True, ignore_result=True, max_retries=writeback.MAX_RETRIES)
-def send_writeback(self, writeback_id: int) -> str:
-    result = writeback.send(writeback_id, last_try=self.request.retries >= self.max_retries)
+@shared_task(name="prwatch.send_writeback", ignore_result=True)
+def send_writeback(writeback_id: int) -> str:
+    result = writeback.send(writeback_id)
     if result.retry_in is not None:
-        raise self.retry(countdown=result.retry_in)
+        # The attempt count lives on the row (not in Celery's retry state), so it survives a lost worker.
+        send_writeback.apply_async((writeback_id,), countdown=result.retry_in)
     return result.status

@@ -31,7 +31,8 @@ from optio.models import Event, Task
 
 log = logging.getLogger(__name__)
 
-MAX_RETRIES = 3
+# Transient failures (GitHub or Linear down, a secondary rate limit) are tried this many times in all.
+MAX_ATTEMPTS = 4
 ACTIONS: dict[str, dict[str, str]] = {
     "github": {"task.pr_opened": "pr_link", "task.completed": "completed", "task.failed": "failed"},
     "linear": {"task.pr_opened": "pr_link", "task.running": "started", "task.completed": "completed"},
@@ -100,8 +101,12 @@ class SendResult:
     retry_in: int | None = None
 
 
-def send(row_id: int, *, last_try: bool = True) -> SendResult:
-    """Make the calls of one write-back. Steps already done (before a retry) are not repeated."""
+def send(row_id: int) -> SendResult:
+    """Make the calls of one write-back. Steps already done (before a retry) are not repeated.
+
+    A transient failure returns `retry_in` (seconds) until MAX_ATTEMPTS is reached; then it is
+    recorded like any other failure.
+    """
     row = Writeback.objects.select_related("task__repo").filter(pk=row_id).first()
     if row is None:
         return SendResult("missing")
@@ -112,6 +117,8 @@ def send(row_id: int, *, last_try: bool = True) -> SendResult:
         Writeback.objects.filter(pk=row.pk).update(status=W.SKIPPED, detail="Write-back is off for this repository.")
         return SendResult(W.SKIPPED)
     Writeback.objects.filter(pk=row.pk).update(attempts=F("attempts") + 1)
+    attempts = row.attempts + 1
+    last_try = attempts >= MAX_ATTEMPTS
 
     done, failures, notes = list(row.steps_done), [], []
     for name, what, call in _steps(row):
@@ -122,7 +129,7 @@ def send(row_id: int, *, last_try: bool = True) -> SendResult:
         except TRANSIENT as exc:
             if not last_try:
                 Writeback.objects.filter(pk=row.pk).update(steps_done=done, detail=str(exc))
-                return SendResult(W.PENDING, retry_in=_backoff(exc, row.attempts))
+                return SendResult(W.PENDING, retry_in=_backoff(exc, attempts))
             failures.append(f"Could not {what}: {exc}")
         except (github.GitHubError, linear.LinearError) as exc:
             failures.append(f"Could not {what}: {exc}")
