@@ -96,6 +96,15 @@ class GitHubSource(TicketSource):
                 continue
             try:
                 yield from self._fetch_repo(ctx, repo, cursor)
+            except client.BadCredentials:
+                if ctx.credentials.get("token"):
+                    # The client's message names the GITHUB_TOKEN secret; here the provider's own token was used.
+                    exc = SourceError(
+                        f"GitHub rejected this provider's token for {repo.full_name} (HTTP 401); it may be revoked "
+                        "or expired. Enter a new one in the provider's settings.",
+                        "bad_credentials",
+                    )
+                failures.append((url, exc))
             except client.GitHubError as exc:
                 # One repository failing (gone, no access) must not stop the others from syncing.
                 failures.append((url, exc))
@@ -171,6 +180,8 @@ class GitHubSource(TicketSource):
         )
 
     def complete(self, ctx: FetchContext, ticket: Ticket) -> Ticket:
+        """Comments are a request per issue, so they are fetched only for issues that become tasks
+        and only when GitHub says the issue has any."""
         if ticket.comments is not None:
             return ticket
         repo = Repo.objects.get(pk=ticket.extra["repo_id"])
