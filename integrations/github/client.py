@@ -39,8 +39,8 @@ MAX_PAGES = 10
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 TIMEOUT = 15.0
 WHERE_TO_SET_TOKEN = (
-    "Add it in Settings → Secrets (/admin/optio/secret/) or with "
-    'POST /api/secrets {"name": "GITHUB_TOKEN", "value": "<token>"}, globally or for this repository.'
+    'Set it with POST /api/secrets {"name": "GITHUB_TOKEN", "value": "<token>"} (add "repoUrl" to set it '
+    "for one repository only); Settings → Secrets lists the secrets that are set."
 )
 
 

@@ -117,6 +117,8 @@ class FakeGitHub:
         self.repos: dict[str, FakeRepo] = {}
         self.requests: list[LoggedRequest] = []
         self.faults: list[Fault] = []
+        self.in_flight = 0
+        self.max_in_flight = 0  # the most requests being answered at once: shows client concurrency
         self._lock = threading.RLock()
         self._ids = itertools.count(1000)
         self._pages: dict[tuple, tuple[bytes, str, str]] = {}
@@ -264,6 +266,7 @@ class FakeGitHub:
     def clear_log(self) -> None:
         with self._lock:
             self.requests.clear()
+            self.max_in_flight = self.in_flight
 
     def _take_fault(self, method: str, path: str) -> Fault | None:
         with self._lock:
@@ -404,8 +407,18 @@ class _Handler(BaseHTTPRequestHandler):
         )
         with fake._lock:
             fake.requests.append(entry)
-        if fake.latency:
-            time.sleep(fake.latency)
+            fake.in_flight += 1
+            fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
+        try:
+            if fake.latency:
+                time.sleep(fake.latency)
+            self._answer(method, parts, entry, body)
+        finally:
+            with fake._lock:
+                fake.in_flight -= 1
+
+    def _answer(self, method: str, parts, entry: LoggedRequest, body: bytes) -> None:
+        fake = self.fake
         token = self._token(entry.headers.get("authorization", ""))
         extra: dict[str, str] = {}
         try:

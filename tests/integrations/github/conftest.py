@@ -10,6 +10,12 @@ from tests.fakes.github import fake_github  # noqa: F401 - re-exported as a fixt
 
 
 @pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # The shared admin_user fixture hashes a password; PBKDF2 costs ~0.7 s a test on a busy machine.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def _fresh_memo():
     # Parsed bodies are memoised per process; each test starts as a fresh process would.
     etags.memo.clear()
@@ -26,3 +32,20 @@ def gh(fake_github):  # noqa: F811
 def github_token(db, gh):
     secrets.set_secret("GITHUB_TOKEN", gh.token)
     return gh.token
+
+
+@pytest.fixture
+def two_repos(db, gh):
+    """acme/webapp and acme/api connected, each with issues (and a PR) on the fake GitHub."""
+    from optio.models import Repo
+
+    webapp = Repo.objects.create(url="https://github.com/acme/webapp")
+    api_repo = Repo.objects.create(url="https://github.com/acme/api")
+    gh.add_issue(
+        "acme/webapp", "Login fails on Safari", body="Steps to reproduce", labels=["bug", "ui"], assignee="alice"
+    )
+    gh.add_issue("acme/webapp", "Add dark mode", labels=["feature"])
+    gh.add_issue("acme/webapp", "Bump Django", pull_request=True)
+    gh.add_issue("acme/api", "Rate limit the login endpoint", labels=["bug"], assignee="bob")
+    gh.add_issue("acme/api", "Old closed one", state="closed")
+    return webapp, api_repo

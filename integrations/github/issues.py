@@ -1,0 +1,219 @@
+"""Reading issues across every connected repository (the selector behind /api/issues and /issues/).
+
+One listing per repository is fetched from GitHub (state only), concurrently on a bounded
+pool; label, assignee and text filters are applied here, so changing a filter costs only
+revalidations (304s) and the filter menus can offer every label and assignee there is.
+Worker threads make HTTP requests only: tokens and cached ETags are read before, and new
+cache rows written after, on the calling thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from django.db.models import Q
+
+from integrations.github import client, etags
+from optio import secrets
+from optio.models import ACTIVE_STATES, Repo, Secret, Task
+
+log = logging.getLogger(__name__)
+
+TICKET_SOURCE = "github"
+STATES = ("open", "closed", "all")
+# Repositories fetched at once, across all requests in this process. GitHub asks clients not
+# to make many concurrent requests (secondary limits); 20 covers a typical install in one round.
+MAX_CONCURRENCY = 20
+
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def pool() -> ThreadPoolExecutor:
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(max_workers=MAX_CONCURRENCY, thread_name_prefix="github-issues")
+        return _executor
+
+
+@dataclass
+class Filters:
+    state: str = "open"
+    labels: list[str] = field(default_factory=list)  # every one must be on the issue (as on GitHub)
+    assignee: str = ""  # a login, "none" or "*"
+    q: str = ""
+
+    def matches(self, item: dict) -> bool:
+        if self.labels:
+            have = {name.lower() for name in item["labels"]}
+            if not all(label.lower() in have for label in self.labels):
+                return False
+        if self.assignee:
+            logins = {a.lower() for a in item["assignees"]}
+            if self.assignee == "none":
+                if logins:
+                    return False
+            elif self.assignee == "*":
+                if not logins:
+                    return False
+            elif self.assignee.lower() not in logins:
+                return False
+        return not (self.q and self.q.lower() not in item["title"].lower())
+
+
+@dataclass
+class RepoError:
+    repo: Repo
+    reason: str
+    kind: str
+
+    def as_json(self) -> dict:
+        return {"repo": repo_json(self.repo), "reason": self.reason, "kind": self.kind}
+
+
+@dataclass
+class Feed:
+    items: list[dict]  # newest first; filters applied
+    errors: list[RepoError]
+    repos: list[Repo]
+    labels: list[str]  # every label on the fetched issues, for filter menus
+    assignees: list[str]
+    missing_token: bool = False  # no repository has a GITHUB_TOKEN to use
+
+
+def repo_json(repo: Repo) -> dict:
+    return {"id": repo.pk, "fullName": repo.full_name, "repoUrl": repo.url}
+
+
+def tokens_for(repos: list[Repo]) -> dict[int, str]:
+    """GITHUB_TOKEN per repository (its own first, then the global one), in one query.
+    The same precedence as optio.secrets.get_value, without a query per repository."""
+    rows = Secret.objects.filter(name=client.TOKEN_SECRET).filter(
+        Q(repo__isnull=True) | Q(repo__in=[r.pk for r in repos])
+    )
+    scoped, global_value = {}, None
+    for secret in rows:
+        if secret.repo_id is None:
+            global_value = secrets.reveal(secret)
+        else:
+            scoped[secret.repo_id] = secrets.reveal(secret)
+    return {r.pk: scoped.get(r.pk) or global_value for r in repos if scoped.get(r.pk) or global_value}
+
+
+def fetch(repos: list[Repo], filters: Filters) -> Feed:
+    """Issues of `repos` that match `filters`; a repository that fails lands in `errors`."""
+    tokens = tokens_for(repos)
+    errors: list[RepoError] = []
+    plan = []
+    for repo in repos:
+        token = tokens.get(repo.pk)
+        if token is None:
+            errors.append(RepoError(repo, _missing_token(repo), "missing_token"))
+        else:
+            plan.append((repo, token))
+    params = {"state": filters.state, "per_page": client.PER_PAGE}
+    store = etags.PreloadedStore(
+        [client.listing_scope(token, f"/repos/{repo.owner}/{repo.name}/issues", params) for repo, token in plan]
+    )
+
+    def one(repo: Repo, token: str) -> tuple[list[dict], RepoError | None]:
+        try:
+            listing = client.list_issues(repo, state=filters.state, token=token, store=store)
+        except client.GitHubError as exc:
+            return [], RepoError(repo, str(exc), exc.kind)
+        except Exception as exc:  # one repository's surprise must not hide the others
+            log.exception("Listing issues of %s failed", repo.full_name)
+            return [], RepoError(repo, f"Listing issues of {repo.full_name} failed unexpectedly ({exc}).", "error")
+        items = [summary(repo, issue) for issue in listing]
+        note = None
+        if listing.truncated:
+            note = RepoError(
+                repo,
+                f"Only the first {len(listing)} issues of {repo.full_name} are shown (the page limit); "
+                "narrow the list with filters on GitHub.",
+                "truncated",
+            )
+        return items, note
+
+    futures = [pool().submit(one, repo, token) for repo, token in plan]
+    everything: list[dict] = []
+    for future in futures:
+        items, error = future.result()
+        everything.extend(items)
+        if error:
+            errors.append(error)
+    store.flush()
+
+    labels = sorted({name for item in everything for name in item["labels"]}, key=str.lower)
+    assignees = sorted({login for item in everything for login in item["assignees"]}, key=str.lower)
+    matching = [item for item in everything if filters.matches(item)]
+    matching.sort(key=lambda i: (i["createdAt"], i["repo"]["fullName"], i["number"]), reverse=True)
+    return Feed(
+        items=matching,
+        errors=errors,
+        repos=repos,
+        labels=labels,
+        assignees=assignees,
+        missing_token=bool(repos) and not plan,
+    )
+
+
+def _missing_token(repo: Repo) -> str:
+    return f"No GITHUB_TOKEN secret is set for {repo.full_name} or globally. {client.WHERE_TO_SET_TOKEN}"
+
+
+def summary(repo: Repo, issue: dict) -> dict:
+    """The camelCase shape of one issue in /api/issues (and the Issues view's rows)."""
+    assignees = [a["login"] for a in issue.get("assignees") or [] if a]
+    if not assignees and issue.get("assignee"):
+        assignees = [issue["assignee"]["login"]]
+    return {
+        "id": issue["id"],
+        "number": issue["number"],
+        "title": issue["title"],
+        "body": issue.get("body") or "",
+        "url": issue["html_url"],
+        "labels": [label["name"] if isinstance(label, dict) else label for label in issue.get("labels") or []],
+        "state": issue["state"],
+        "author": (issue.get("user") or {}).get("login"),
+        "assignee": assignees[0] if assignees else None,
+        "assignees": assignees,
+        "comments": issue.get("comments", 0),
+        "repo": repo_json(repo),
+        "createdAt": issue["created_at"],
+        "updatedAt": issue["updated_at"],
+    }
+
+
+def attach_tasks(items: list[dict]) -> list[dict]:
+    """Set `optioTask` on each item: its active task, else its latest one, else None.
+    Called on one page of results, so the lookup stays one small query."""
+    if not items:
+        return items
+    wanted = sorted({(i["repo"]["id"], str(i["number"])) for i in items})
+    rows = []
+    for start in range(0, len(wanted), 500):  # bounded IN lists, whatever the page size
+        chunk = wanted[start : start + 500]
+        rows += (
+            Task.objects.filter(
+                ticket_source=TICKET_SOURCE,
+                repo_id__in={repo_id for repo_id, _ in chunk},
+                ticket_external_id__in={number for _, number in chunk},
+            )
+            .order_by("created_at")
+            .values_list("repo_id", "ticket_external_id", "id", "state")
+        )
+    found: dict[tuple[int, str], dict] = {}
+    for repo_id, number, task_id, state in rows:
+        key = (repo_id, number)
+        current = found.get(key)
+        # A later task replaces an earlier one unless the earlier one is still active.
+        if current is None or current["state"] not in ACTIVE_STATES or state in ACTIVE_STATES:
+            found[key] = {"taskId": str(task_id), "state": state}
+    for item in items:
+        item["optioTask"] = found.get((item["repo"]["id"], str(item["number"])))
+    return items
