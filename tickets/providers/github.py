@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from integrations.github import client
+from integrations.github import assign, client
 from optio.models import Repo
 from tickets.providers import fields
 from tickets.providers.base import (
@@ -176,7 +176,7 @@ class GitHubSource(TicketSource):
                 (label.get("name") if isinstance(label, dict) else str(label)) for label in item.get("labels") or []
             ],
             comments=None if item.get("comments") else [],
-            extra={"number": item["number"], "repo_id": repo.pk},
+            extra={"number": item["number"], "repo_id": repo.pk, "issue": item, "comments": []},
         )
 
     def complete(self, ctx: FetchContext, ticket: Ticket) -> Ticket:
@@ -191,15 +191,17 @@ class GitHubSource(TicketSource):
             )
         except client.GitHubError as exc:
             raise _source_error(exc) from None
+        ticket.extra["comments"] = list(listing.items)
         ticket.comments = [
-            Comment(
-                author=(c.get("user") or {}).get("login", "someone"),
-                body=c.get("body") or "",
-                created_at=c.get("created_at") or "",
-            )
+            Comment((c.get("user") or {}).get("login", "someone"), c.get("body") or "", c.get("created_at") or "")
             for c in listing.items
         ]
         return ticket
+
+    def prompt(self, ticket: Ticket) -> str:
+        # The same prompt a manual assign writes (integrations.github.assign), so a task reads
+        # the same whichever way the issue arrived.
+        return assign.build_prompt(ticket.extra["issue"], ticket.extra["comments"])
 
 
 def _copy(cursor: dict) -> dict:
