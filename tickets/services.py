@@ -63,7 +63,7 @@ def _connect(urls: list[str]) -> list[str]:
 @transaction.atomic
 def create_provider(source_name, config, *, enabled: bool = True) -> Saved:
     source = _source(source_name)
-    cleaned = _clean(source, config or {}, {})
+    cleaned = _clean(source, {} if config is None else config, {})
     provider = TicketProvider(source=source.name, config=cleaned.config, enabled=bool(enabled))
     provider.set_credentials(cleaned.credentials)
     provider.save()

@@ -50,9 +50,11 @@ class Stats:
     pages: int = 0
     requests: int = 0
     notModified: int = 0  # noqa: N815 - stored and served as JSON
+    # Ticket versions handled in this run: the watermark page is read twice, counted once.
+    handled: set = field(default_factory=set, repr=False)
 
     def as_json(self) -> dict:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k != "handled"}
 
 
 @dataclass
@@ -204,8 +206,10 @@ def store_batch(
     stats.pages += 1
     stats.requests += batch.requests
     stats.notModified += int(batch.not_modified)
-    stats.seen += len(batch.tickets)
-    new, known, skipped = classify(source, batch.tickets, resolver)
+    tickets = [t for t in batch.tickets if (t.repo, t.external_id, t.updated_at) not in stats.handled]
+    stats.handled.update((t.repo, t.external_id, t.updated_at) for t in tickets)
+    stats.seen += len(tickets)
+    new, known, skipped = classify(source, tickets, resolver)
     stats.skipped += len(skipped)
     # Network before the transaction: no row locks are held while a remote answers.
     new = [(source.complete(ctx, ticket), repo) for ticket, repo in new]
@@ -235,9 +239,9 @@ def store_batch(
             except IntegrityError:
                 # task_one_active_per_ticket: a concurrent sync or a manual assign created it first.
                 stats.existing += 1
-        stats.existing += len(batch.tickets) - len(new) - len(skipped)
+        stats.existing += len(tickets) - len(new) - len(skipped)
         provider_row.cursor = batch.cursor
-        provider_row.skipped = _skipped_map(provider_row.skipped, batch.tickets, skipped, now)
+        provider_row.skipped = _skipped_map(provider_row.skipped, tickets, skipped, now)
         provider_row.lease_expires_at = now + LEASE
         provider_row.save(update_fields=["cursor", "skipped", "lease_expires_at", "updated_at"])
 

@@ -80,6 +80,7 @@ class Fault:
     times: int | None = 1  # None: every matching request
     headers: dict[str, str] = field(default_factory=dict)
     message: str = "Server Error"
+    after: int = 0  # let this many matching requests through first ("a 500 on page 3": after=2)
 
 
 @dataclass
@@ -402,8 +403,8 @@ class FakeGitHub:
     # -- faults and log ----------------------------------------------------------------------
 
     def fail(self, status: int = 500, *, path: str | None = None, method: str | None = None, times: int | None = 1,
-             headers: dict | None = None, message: str = "Server Error") -> Fault:  # fmt: skip
-        fault = Fault(status, path, method, times, dict(headers or {}), message)
+             headers: dict | None = None, message: str = "Server Error", after: int = 0) -> Fault:  # fmt: skip
+        fault = Fault(status, path, method, times, dict(headers or {}), message, after)
         with self._lock:
             self.faults.append(fault)
         return fault
@@ -440,6 +441,9 @@ class FakeGitHub:
         with self._lock:
             for fault in self.faults:
                 if (fault.path is None or fault.path in path) and (fault.method in (None, method)):
+                    if fault.after > 0:
+                        fault.after -= 1
+                        return None
                     if fault.times is not None:
                         fault.times -= 1
                         if fault.times <= 0:

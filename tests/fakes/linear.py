@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pytest
 from graphql import GraphQLError, build_schema, graphql_sync, parse, validate
 
 SCHEMA_SDL = """
@@ -509,7 +510,9 @@ class FakeLinear:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-linear", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-linear", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -845,3 +848,11 @@ def add_workflow_state(team: Team, name: str, type: str, position: float) -> Wor
     state = WorkflowState(str(uuid.uuid4()), name, type, position, team)
     team.states[f"{type}:{name}"] = state
     return state
+
+
+@pytest.fixture
+def fake_linear(settings):
+    """A running FakeLinear with settings.LINEAR_API_URL pointing at it (import it into a conftest)."""
+    with FakeLinear() as fake:
+        settings.LINEAR_API_URL = fake.url
+        yield fake

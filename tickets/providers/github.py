@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from integrations.github import client
+from integrations.github import assign, client
 from optio.models import Repo
 from tickets.providers import fields
 from tickets.providers.base import (
@@ -96,6 +96,15 @@ class GitHubSource(TicketSource):
                 continue
             try:
                 yield from self._fetch_repo(ctx, repo, cursor)
+            except client.BadCredentials:
+                if ctx.credentials.get("token"):
+                    # The client's message names the GITHUB_TOKEN secret; here the provider's own token was used.
+                    exc = SourceError(
+                        f"GitHub rejected this provider's token for {repo.full_name} (HTTP 401); it may be revoked "
+                        "or expired. Enter a new one in the provider's settings.",
+                        "bad_credentials",
+                    )
+                failures.append((url, exc))
             except client.GitHubError as exc:
                 # One repository failing (gone, no access) must not stop the others from syncing.
                 failures.append((url, exc))
@@ -167,10 +176,12 @@ class GitHubSource(TicketSource):
                 (label.get("name") if isinstance(label, dict) else str(label)) for label in item.get("labels") or []
             ],
             comments=None if item.get("comments") else [],
-            extra={"number": item["number"], "repo_id": repo.pk},
+            extra={"number": item["number"], "repo_id": repo.pk, "issue": item, "comments": []},
         )
 
     def complete(self, ctx: FetchContext, ticket: Ticket) -> Ticket:
+        """Comments are a request per issue, so they are fetched only for issues that become tasks
+        and only when GitHub says the issue has any."""
         if ticket.comments is not None:
             return ticket
         repo = Repo.objects.get(pk=ticket.extra["repo_id"])
@@ -180,15 +191,17 @@ class GitHubSource(TicketSource):
             )
         except client.GitHubError as exc:
             raise _source_error(exc) from None
+        ticket.extra["comments"] = list(listing.items)
         ticket.comments = [
-            Comment(
-                author=(c.get("user") or {}).get("login", "someone"),
-                body=c.get("body") or "",
-                created_at=c.get("created_at") or "",
-            )
+            Comment((c.get("user") or {}).get("login", "someone"), c.get("body") or "", c.get("created_at") or "")
             for c in listing.items
         ]
         return ticket
+
+    def prompt(self, ticket: Ticket) -> str:
+        # The same prompt a manual assign writes (integrations.github.assign), so a task reads
+        # the same whichever way the issue arrived.
+        return assign.build_prompt(ticket.extra["issue"], ticket.extra["comments"])
 
 
 def _copy(cursor: dict) -> dict:
