@@ -21,3 +21,4 @@ class PrWatchConfig(AppConfig):
             "schedule": float(settings.OPTIO_PR_WATCH_INTERVAL),
             "options": {"expires": settings.OPTIO_PR_WATCH_INTERVAL},
         }
+        app.conf.beat_schedule["prwatch-prune-deliveries"] = {"task": "prwatch.prune_deliveries", "schedule": 24 * 3600}

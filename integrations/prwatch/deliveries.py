@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.db import IntegrityError, transaction
 from django.db.models import Q
@@ -25,6 +26,8 @@ from optio.repo_urls import InvalidRepoUrl, normalize_repo_url
 
 log = logging.getLogger(__name__)
 S = InboundDelivery.Status
+# GitHub redelivers only recent deliveries (the last 3 days), so older ledger rows are history.
+KEEP = timedelta(days=30)
 
 
 @dataclass
@@ -226,3 +229,9 @@ def _sync_tickets(repo: Repo) -> str:
     if not providers:
         return f"No enabled GitHub ticket provider reads {repo.full_name}."
     return f"Syncing ticket provider(s) {', '.join(map(str, providers))}."
+
+
+def prune(older_than: timedelta = KEEP) -> int:
+    """Delete ledger rows older than `older_than`; returns how many."""
+    deleted, _ = InboundDelivery.objects.filter(received_at__lt=timezone.now() - older_than).delete()
+    return deleted

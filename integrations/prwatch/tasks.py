@@ -36,3 +36,8 @@ def send_writeback(writeback_id: int) -> str:
         # The attempt count lives on the row (not in Celery's retry state), so it survives a lost worker.
         send_writeback.apply_async((writeback_id,), countdown=result.retry_in)
     return result.status
+
+
+@shared_task(name="prwatch.prune_deliveries", ignore_result=True)
+def prune_deliveries() -> int:
+    return deliveries.prune()

@@ -278,3 +278,36 @@ def test_secrets_never_show_in_the_answer(hooks, hook_secret):
     resp = hooks.post("ping", load_fixture("ping"), secret="wrong")
 
     assert HOOK_SECRET not in resp.content.decode()
+
+
+def test_a_failed_commit_status_finds_the_task_by_its_head_commit(
+    hooks, hook_secret, gh, pull, task, django_capture_on_commit_callbacks
+):
+    from integrations.prwatch import watcher
+
+    watcher.check_task(task.pk)
+    gh.add_status("acme/webapp", pull.head_sha, "ci/jenkins", "failure", "Build #812 failed")
+    payload = load_fixture("status")
+    payload["sha"] = pull.head_sha
+
+    with django_capture_on_commit_callbacks(execute=True):
+        hooks.post("status", payload)
+
+    task = Task.objects.get(pk=task.pk)
+    assert (task.state, task.attention_reason) == ("needs_attention", "ci_failed")
+    assert task.pr_status["checks"]["failing"] == ["ci/jenkins"]
+
+
+def test_old_deliveries_are_pruned(hooks, hook_secret):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from integrations.prwatch import deliveries
+
+    hooks.post("ping", load_fixture("ping"), delivery="old")
+    hooks.post("ping", load_fixture("ping"), delivery="new")
+    InboundDelivery.objects.filter(delivery_id="old").update(received_at=timezone.now() - timedelta(days=31))
+
+    assert deliveries.prune() == 1
+    assert list(InboundDelivery.objects.values_list("delivery_id", flat=True)) == ["new"]
