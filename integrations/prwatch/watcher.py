@@ -78,8 +78,13 @@ def observe(task: Task, number: int, *, observed_at) -> dict:
 
 def _apply(task: Task, status: dict, started, source: str) -> CheckResult:
     new_print = fingerprint(status)
+    asked_about = task.pr_url
     with transaction.atomic():
-        watch, _ = PullWatch.objects.select_for_update().get_or_create(task=task, defaults={"pr_url": task.pr_url})
+        # The watch row lock serialises the poller and hooks checking the same task.
+        watch, _ = PullWatch.objects.select_for_update().get_or_create(task=task, defaults={"pr_url": asked_about})
+        task = Task.objects.select_related("repo").get(pk=task.pk)  # the state as of now, under the lock
+        if task.pr_url != asked_about:
+            return CheckResult("stale", detail="the task's prUrl changed while GitHub was asked")
         if watch.pr_url != task.pr_url:  # a new PR: what was seen of the old one says nothing
             watch.pr_url, watch.fingerprint, watch.verdict, watch.observed_at = task.pr_url, "", "", None
         if watch.observed_at and started < watch.observed_at:
@@ -92,7 +97,6 @@ def _apply(task: Task, status: dict, started, source: str) -> CheckResult:
         watch.last_error, watch.last_error_at = "", None
         watch.save()
 
-        task = Task.objects.select_related("repo").get(pk=task.pk)  # the state as of now, under the row lock
         if not changed:
             _store_status(task, status)
             return CheckResult("unchanged")
