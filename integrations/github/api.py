@@ -85,6 +85,7 @@ class IssueList(APIView):
     pagination_class = Pagination
 
     @extend_schema(
+        operation_id="issues_list",
         summary="Issues across every connected repository",
         parameters=[
             OpenApiParameter("repo", str, description="A connected repository's id or URL"),

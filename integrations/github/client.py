@@ -101,6 +101,7 @@ class Listing:
     pages: int = 0
     not_modified: bool = True  # every page was answered 304
     truncated: bool = False
+    etags: list[str] = field(default_factory=list)  # one per page; equal ETags mean equal items
 
     def __iter__(self) -> Iterator[dict]:
         return iter(self.items)
@@ -287,7 +288,7 @@ def listing_scope(token: str, path: str, params: dict | None = None) -> str:
 def _get(repo: Repo, path: str, *, params: dict | None = None, token: str | None = None, store=None):
     token = token or token_for(repo)
     url = api_url(path, params)
-    data, _, _ = _conditional_get(repo, url, etags.scope_key(token, _listing_key(url)), token, store)
+    data, _, _, _ = _conditional_get(repo, url, etags.scope_key(token, _listing_key(url)), token, store)
     return data
 
 
@@ -301,8 +302,9 @@ def _paginate(repo: Repo, path: str, params: dict, *, max_pages: int, token, sto
         if listing.pages >= max_pages:
             listing.truncated = True
             break
-        data, link, fresh = _conditional_get(repo, url, scope, token, store)
+        data, link, fresh, etag = _conditional_get(repo, url, scope, token, store)
         listing.pages += 1
+        listing.etags.append(etag)
         listing.not_modified = listing.not_modified and not fresh
         if not isinstance(data, list):
             raise Unavailable(f"GitHub answered {url} with something other than a list.")
@@ -314,8 +316,8 @@ def _paginate(repo: Repo, path: str, params: dict, *, max_pages: int, token, sto
     return listing
 
 
-def _conditional_get(repo: Repo, url: str, scope: str, token: str, store) -> tuple[Any, str, bool]:
-    """(data, link header, fresh): fresh is False when a 304 let the cached body answer."""
+def _conditional_get(repo: Repo, url: str, scope: str, token: str, store) -> tuple[Any, str, bool, str]:
+    """(data, link header, fresh, etag): fresh is False when a 304 let the cached body answer."""
     store = store if store is not None else etags.DbStore()
     key = etags.cache_key(token, url)
     cached = store.get(scope, key)
@@ -325,7 +327,7 @@ def _conditional_get(repo: Repo, url: str, scope: str, token: str, store) -> tup
     response = _request("GET", url, headers, None, repo)
     if response.status == 304 and cached is not None:
         store.revalidated(key, cached)
-        return etags.parsed(key, cached), cached.link, False
+        return etags.parsed(key, cached), cached.link, False, cached.etag
     _raise_for_status(response, repo, url)
     data = _decode(response, url)
     etag = response.header("etag")
@@ -334,7 +336,7 @@ def _conditional_get(repo: Repo, url: str, scope: str, token: str, store) -> tup
         page = etags.CachedPage(etag, link, body=response.body, data=data)
         etags.memo.put(key, etag, len(response.body), data)
         store.put(scope, key, url, page)
-    return data, link, True
+    return data, link, True, etag or ""
 
 
 def _send(repo: Repo, method: str, path: str, payload: dict, *, token: str | None):
@@ -360,7 +362,7 @@ def _request(method: str, url: str, headers: dict, body: bytes | None, repo: Rep
 
 def _decode(response: http.Response, url: str):
     try:
-        return response.json()
+        return etags.loads(response.body)
     except ValueError:
         raise Unavailable(f"GitHub answered {url} with a body that is not JSON (HTTP {response.status}).") from None
 

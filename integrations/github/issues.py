@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from django.db.models import Q
 
@@ -27,6 +29,9 @@ STATES = ("open", "closed", "all")
 # Repositories fetched at once, across all requests in this process. GitHub asks clients not
 # to make many concurrent requests (secondary limits); 20 covers a typical install in one round.
 MAX_CONCURRENCY = 20
+# A repository still being read after this long is reported as failed, so one slow
+# repository (many pages, a GitHub hiccup) cannot hold the whole page hostage.
+FETCH_DEADLINE = 20.0
 
 _executor: ThreadPoolExecutor | None = None
 _executor_lock = threading.Lock()
@@ -46,6 +51,10 @@ class Filters:
     labels: list[str] = field(default_factory=list)  # every one must be on the issue (as on GitHub)
     assignee: str = ""  # a login, "none" or "*"
     q: str = ""
+
+    @property
+    def active(self) -> bool:
+        return bool(self.labels or self.assignee or self.q)
 
     def matches(self, item: dict) -> bool:
         if self.labels:
@@ -77,12 +86,49 @@ class RepoError:
 
 @dataclass
 class Feed:
-    items: list[dict]  # newest first; filters applied
+    items: list[dict]  # newest first; filters applied. Shared with a cache: copy before changing one.
     errors: list[RepoError]
     repos: list[Repo]
-    labels: list[str]  # every label on the fetched issues, for filter menus
-    assignees: list[str]
+    everything: list[dict] = field(default_factory=list, repr=False)  # before filters
     missing_token: bool = False  # no repository has a GITHUB_TOKEN to use
+
+    @cached_property
+    def labels(self) -> list[str]:
+        """Every label on the fetched issues, for filter menus."""
+        return sorted({name for item in self.everything for name in item["labels"]}, key=str.lower)
+
+    @cached_property
+    def assignees(self) -> list[str]:
+        return sorted({login for item in self.everything for login in item["assignees"]}, key=str.lower)
+
+
+class _Summaries:
+    """Summaries of a listing per (repository, page ETags): a warm request re-uses them whole."""
+
+    def __init__(self, max_entries: int = 512):
+        self.max_entries = max_entries
+        self._items: OrderedDict[tuple, list[dict]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> list[dict] | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+            return found
+
+    def put(self, key: tuple, items: list[dict]) -> None:
+        with self._lock:
+            self._items[key] = items
+            while len(self._items) > self.max_entries:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+summaries = _Summaries()
 
 
 def repo_json(repo: Repo) -> dict:
@@ -128,7 +174,12 @@ def fetch(repos: list[Repo], filters: Filters) -> Feed:
         except Exception as exc:  # one repository's surprise must not hide the others
             log.exception("Listing issues of %s failed", repo.full_name)
             return [], RepoError(repo, f"Listing issues of {repo.full_name} failed unexpectedly ({exc}).", "error")
-        items = [summary(repo, issue) for issue in listing]
+        key = (repo.pk, repo.url, *listing.etags) if all(listing.etags) else None
+        items = summaries.get(key) if key else None
+        if items is None:
+            items = [summary(repo, issue) for issue in listing]
+            if key:
+                summaries.put(key, items)
         note = None
         if listing.truncated:
             note = RepoError(
@@ -139,26 +190,25 @@ def fetch(repos: list[Repo], filters: Filters) -> Feed:
             )
         return items, note
 
-    futures = [pool().submit(one, repo, token) for repo, token in plan]
+    futures = [(repo, pool().submit(one, repo, token)) for repo, token in plan]
+    wait([future for _, future in futures], timeout=FETCH_DEADLINE)
     everything: list[dict] = []
-    for future in futures:
+    for repo, future in futures:
+        if not future.done():
+            future.cancel()  # queued behind other requests: drop it; running: its result is ignored
+            reason = f"GitHub did not finish answering for {repo.full_name} within {FETCH_DEADLINE:g} s."
+            errors.append(RepoError(repo, reason, "timeout"))
+            continue
         items, error = future.result()
         everything.extend(items)
         if error:
             errors.append(error)
     store.flush()
 
-    labels = sorted({name for item in everything for name in item["labels"]}, key=str.lower)
-    assignees = sorted({login for item in everything for login in item["assignees"]}, key=str.lower)
-    matching = [item for item in everything if filters.matches(item)]
+    matching = [item for item in everything if filters.matches(item)] if filters.active else list(everything)
     matching.sort(key=lambda i: (i["createdAt"], i["repo"]["fullName"], i["number"]), reverse=True)
     return Feed(
-        items=matching,
-        errors=errors,
-        repos=repos,
-        labels=labels,
-        assignees=assignees,
-        missing_token=bool(repos) and not plan,
+        items=matching, errors=errors, repos=repos, everything=everything, missing_token=bool(repos) and not plan
     )
 
 
@@ -190,8 +240,9 @@ def summary(repo: Repo, issue: dict) -> dict:
 
 
 def attach_tasks(items: list[dict]) -> list[dict]:
-    """Set `optioTask` on each item: its active task, else its latest one, else None.
+    """Copies of `items` with `optioTask`: the active task, else the latest one, else None.
     Called on one page of results, so the lookup stays one small query."""
+    items = [dict(item) for item in items]  # the originals are shared with the summary cache
     if not items:
         return items
     wanted = sorted({(i["repo"]["id"], str(i["number"])) for i in items})

@@ -42,8 +42,8 @@ def issue_list(request):
     all_repos = list(Repo.objects.all())
     feed = issues.fetch(_repos(raw), filters) if all_repos else None
     page = Paginator(feed.items if feed else [], PAGE_SIZE).get_page(request.GET.get("page"))
-    _mark_active(issues.attach_tasks(list(page.object_list)))
     context = {
+        "rows": _mark_active(issues.attach_tasks(list(page.object_list))),
         "repos": all_repos,
         "feed": feed,
         "page": page,

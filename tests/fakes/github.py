@@ -13,7 +13,7 @@ Implemented (https://docs.github.com/en/rest/issues):
 
 Behaviour tests can rely on: `Link` pagination (next/last/first/prev), ETags with
 `If-None-Match` → 304 (a 304 does not use the rate limit, as on GitHub), `x-ratelimit-*`
-headers, 401 for unknown tokens, injected latency and faults (`fail()`, `rate_limit_exhausted()`,
+headers, 401 for unknown tokens, injected latency (`latency`, `delay()`) and faults (`fail()`, `rate_limit_exhausted()`,
 `secondary_rate_limit()`), and a request log (`requests`) with headers. Objects follow the
 documented examples kept in tests/fixtures/github/.
 
@@ -117,12 +117,14 @@ class FakeGitHub:
         self.repos: dict[str, FakeRepo] = {}
         self.requests: list[LoggedRequest] = []
         self.faults: list[Fault] = []
+        self.path_latency: dict[str, float] = {}  # extra seconds for paths containing the key
         self.in_flight = 0
         self.max_in_flight = 0  # the most requests being answered at once: shows client concurrency
         self._lock = threading.RLock()
         self._ids = itertools.count(1000)
         self._pages: dict[tuple, tuple[bytes, str, str]] = {}
         self._server: ThreadingHTTPServer | None = None
+        self._address: tuple[str, int] = ("127.0.0.1", 0)
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -135,6 +137,7 @@ class FakeGitHub:
         server.server_bind()
         server.server_activate()
         self._server = server
+        self._address = server.server_address[:2]  # kept after stop() for answers still in flight
         self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
         return self
@@ -154,7 +157,7 @@ class FakeGitHub:
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
+        host, port = self._address
         return f"http://{host}:{port}"
 
     # -- data --------------------------------------------------------------------------------
@@ -258,6 +261,11 @@ class FakeGitHub:
             headers={"retry-after": str(retry_after)},
             message="You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
         )
+
+    def delay(self, path_part: str, seconds: float) -> None:
+        """Answer requests whose path contains `path_part` `seconds` later (on top of `latency`)."""
+        with self._lock:
+            self.path_latency[path_part] = seconds
 
     def requests_to(self, path_part: str = "", method: str | None = None) -> list[LoggedRequest]:
         with self._lock:
@@ -410,8 +418,9 @@ class _Handler(BaseHTTPRequestHandler):
             fake.in_flight += 1
             fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
         try:
-            if fake.latency:
-                time.sleep(fake.latency)
+            delay = fake.latency + sum(v for k, v in fake.path_latency.items() if k in parts.path)
+            if delay:
+                time.sleep(delay)
             self._answer(method, parts, entry, body)
         finally:
             with fake._lock:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from integrations.github import etags
+from integrations.github import etags, issues
 from optio import secrets
 from tests.fakes.github import fake_github  # noqa: F401 - re-exported as a fixture
 
@@ -19,8 +19,11 @@ def _fast_password_hashing(settings):
 def _fresh_memo():
     # Parsed bodies are memoised per process; each test starts as a fresh process would.
     etags.memo.clear()
+    issues.summaries.clear()
     yield
+    etags.writer.drain()  # no cache row written behind may land in the next test
     etags.memo.clear()
+    issues.summaries.clear()
 
 
 @pytest.fixture

@@ -192,3 +192,16 @@ def test_bad_parameters_are_400(api, two_repos, github_token, query, message):
 def test_needs_an_api_token(client, db):
     assert client.get("/api/issues").status_code == 401
     assert client.post("/api/issues/assign", {}, content_type="application/json").status_code == 401
+
+
+def test_a_repository_slower_than_the_deadline_is_reported_and_the_rest_return(
+    api, two_repos, gh, github_token, monkeypatch
+):
+    monkeypatch.setattr(issues, "FETCH_DEADLINE", 0.3)
+    gh.delay("/repos/acme/api/", 1.0)
+
+    body = api.get("/api/issues").json()
+
+    assert sorted(_titles(body)) == ["Add dark mode", "Login fails on Safari"]
+    assert [(e["repo"]["fullName"], e["kind"]) for e in body["errors"]] == [("acme/api", "timeout")]
+    assert "within 0.3 s" in body["errors"][0]["reason"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -259,3 +260,26 @@ def test_invalid_write_is_unprocessable(webapp, gh, github_token):
 
     with pytest.raises(client.Unprocessable, match="422"):
         client.update_issue(webapp, 1, state="merged")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_transaction_rows_are_written_behind_and_pending_pages_still_revalidate(gh, monkeypatch):
+    secrets.set_secret("GITHUB_TOKEN", gh.token)
+    webapp = Repo.objects.create(url="https://github.com/acme/webapp")
+    gh.add_issue("acme/webapp", "Fix login")
+    scope = client.listing_scope(gh.token, "/repos/acme/webapp/issues", {"state": "open", "per_page": client.PER_PAGE})
+    release = threading.Event()
+    real_write = etags._write
+    monkeypatch.setattr(etags, "_write", lambda *args: (release.wait(10), real_write(*args)))
+
+    store = etags.PreloadedStore([scope])
+    client.list_issues(webapp, token=gh.token, store=store)
+    store.flush()  # returns at once: the writer thread waits for `release`
+    assert CachedResponse.objects.count() == 0
+
+    warm = client.list_issues(webapp, token=gh.token, store=etags.PreloadedStore([scope]))
+    assert warm.not_modified and gh.requests[-1].status == 304  # the pending page's ETag was used
+
+    release.set()
+    etags.writer.drain()
+    assert list(CachedResponse.objects.values_list("scope", flat=True)) == [scope]
