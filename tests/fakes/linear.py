@@ -458,6 +458,7 @@ class RecordedRequest:
     query: str
     variables: dict
     operation_name: str | None
+    status: int = 0  # what the fake answered
 
 
 class FakeLinear:
@@ -652,6 +653,16 @@ class FakeLinear:
     def handle(self, headers: dict[str, str], raw: bytes) -> tuple[int, dict[str, str], dict]:
         if self.latency:
             time.sleep(self.latency)
+        record = RecordedRequest(headers, "", {}, None)
+        with self._lock:
+            self.requests.append(record)
+            count = len(self.requests)
+        status, out_headers, body = self._answer(record, count, raw)
+        record.status = status
+        return status, out_headers, body
+
+    def _answer(self, record: RecordedRequest, count: int, raw: bytes) -> tuple[int, dict[str, str], dict]:
+        headers = record.headers
         try:
             body = json.loads(raw or b"{}")
             query = body.get("query") or ""
@@ -659,9 +670,7 @@ class FakeLinear:
             operation = body.get("operationName")
         except (ValueError, AttributeError):
             return 400, {}, {"errors": [{"message": "Body is not JSON", "extensions": {"code": "BAD_USER_INPUT"}}]}
-        with self._lock:
-            self.requests.append(RecordedRequest(headers, query, variables, operation))
-            count = len(self.requests)
+        record.query, record.variables, record.operation_name = query, variables, operation
         rate = self._rate_headers(RATE_LIMIT - count)
 
         key = headers.get("authorization", "")
