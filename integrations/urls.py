@@ -5,4 +5,5 @@ urlpatterns = [
     path("", include("integrations.slack.urls")),
     path("", include("integrations.mcp.urls")),
     path("", include("integrations.linear.urls")),
+    path("", include("integrations.prwatch.urls")),
 ]

@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "integrations.linear",
     "integrations.slack",
     "integrations.mcp",
+    "integrations.prwatch",
     "tickets",
     "webhooks",
 ]

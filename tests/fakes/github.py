@@ -10,6 +10,10 @@ Implemented (https://docs.github.com/en/rest/issues):
   POST  /repos/{owner}/{repo}/issues/{number}/comments
   POST  /repos/{owner}/{repo}/issues/{number}/labels
   GET   /rate_limit
+  GET   /repos/{owner}/{repo}/pulls/{number}         (https://docs.github.com/en/rest/pulls)
+  GET   /repos/{owner}/{repo}/pulls/{number}/reviews
+  GET   /repos/{owner}/{repo}/commits/{ref}/check-runs   filter=latest|all, check_name, status
+  GET   /repos/{owner}/{repo}/commits/{ref}/status   the combined status (latest per context)
 
 Behaviour tests can rely on: `Link` pagination (next/last/first/prev), ETags with
 `If-None-Match` → 304 (a 304 does not use the rate limit, as on GitHub), `x-ratelimit-*`
@@ -53,6 +57,11 @@ def _parse_iso(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
+def _sha(seed: str) -> str:
+    """A stable 40-hex commit SHA for a seed string."""
+    return hashlib.sha1(seed.encode()).hexdigest()  # noqa: S324 - a commit id, not security
+
+
 @dataclass
 class LoggedRequest:
     method: str
@@ -71,6 +80,7 @@ class Fault:
     times: int | None = 1  # None: every matching request
     headers: dict[str, str] = field(default_factory=dict)
     message: str = "Server Error"
+    after: int = 0  # let this many matching requests through first ("a 500 on page 3": after=2)
 
 
 @dataclass
@@ -92,6 +102,24 @@ class FakeIssue:
 
 
 @dataclass
+class FakePull:
+    """The pull-request side of an issue that is a PR (state, title and author live on the FakeIssue)."""
+
+    number: int
+    id: int
+    head_sha: str
+    head_ref: str
+    base_ref: str = "main"
+    merged: bool = False
+    merged_at: datetime | None = None
+    merge_commit_sha: str | None = None
+    mergeable: bool | None = True
+    mergeable_state: str = "clean"
+    draft: bool = False
+    reviews: list[dict] = field(default_factory=list)
+
+
+@dataclass
 class FakeRepo:
     id: int
     owner: str
@@ -99,6 +127,9 @@ class FakeRepo:
     issues: dict[int, FakeIssue] = field(default_factory=dict)
     label_ids: dict[str, int] = field(default_factory=dict)
     version: int = 0  # bumped on every change; keys the serialised-page cache
+    pulls: dict[int, FakePull] = field(default_factory=dict)
+    check_runs: dict[str, list[dict]] = field(default_factory=dict)  # by head SHA, oldest first
+    statuses: dict[str, list[dict]] = field(default_factory=dict)  # by SHA, oldest first
 
     @property
     def full_name(self) -> str:
@@ -233,11 +264,150 @@ class FakeGitHub:
             issue.updated_at = max(_now(), issue.updated_at + timedelta(seconds=1))
             repo.version += 1
 
+    # -- pull requests, check runs, statuses, reviews ----------------------------------------
+
+    def add_pull(
+        self,
+        full_name: str,
+        title: str,
+        body: str | None = "",
+        *,
+        head_ref: str = "optio/change",
+        head_sha: str | None = None,
+        base_ref: str = "main",
+        user: str = "optio-bot",
+        draft: bool = False,
+    ) -> FakePull:
+        """A pull request: an issue with `pull_request` set plus its head, mergeability and reviews."""
+        issue = self.add_issue(full_name, title, body, user=user, pull_request=True)
+        repo = self.repos[full_name.lower()]
+        with self._lock:
+            pull = FakePull(
+                number=issue.number,
+                id=next(self._ids),
+                head_sha=head_sha or _sha(f"{full_name}#{issue.number}:0"),
+                head_ref=head_ref,
+                base_ref=base_ref,
+                draft=draft,
+            )
+            repo.pulls[issue.number] = pull
+            repo.version += 1
+            return pull
+
+    def pull(self, full_name: str, number: int) -> FakePull:
+        return self.repos[full_name.lower()].pulls[number]
+
+    def push(self, full_name: str, number: int, sha: str | None = None) -> str:
+        """New commits on the PR's branch (a `synchronize`): the head SHA moves; checks start over."""
+        with self._lock:
+            repo = self.repos[full_name.lower()]
+            pull = repo.pulls[number]
+            pull.head_sha = sha or _sha(f"{pull.head_sha}+1")
+            pull.mergeable, pull.mergeable_state = None, "unknown"  # GitHub recomputes it in the background
+            self._touch_pull(repo, number)
+            return pull.head_sha
+
+    def set_mergeable(self, full_name: str, number: int, mergeable: bool | None, state: str = "clean") -> None:
+        with self._lock:
+            repo = self.repos[full_name.lower()]
+            repo.pulls[number].mergeable, repo.pulls[number].mergeable_state = mergeable, state
+            self._touch_pull(repo, number)
+
+    def merge_pull(self, full_name: str, number: int) -> None:
+        with self._lock:
+            repo = self.repos[full_name.lower()]
+            pull, issue = repo.pulls[number], repo.issues[number]
+            pull.merged, pull.merged_at = True, _now()
+            pull.merge_commit_sha = _sha(f"merge:{pull.head_sha}")
+            pull.mergeable, pull.mergeable_state = None, "unknown"
+            issue.state, issue.closed_at = "closed", pull.merged_at
+            self._touch_pull(repo, number)
+
+    def close_pull(self, full_name: str, number: int) -> None:
+        with self._lock:
+            repo = self.repos[full_name.lower()]
+            issue = repo.issues[number]
+            issue.state, issue.closed_at = "closed", _now()
+            self._touch_pull(repo, number)
+
+    def reopen_pull(self, full_name: str, number: int) -> None:
+        with self._lock:
+            repo = self.repos[full_name.lower()]
+            issue = repo.issues[number]
+            issue.state, issue.closed_at = "open", None
+            self._touch_pull(repo, number)
+
+    def add_check_run(
+        self,
+        full_name: str,
+        sha: str,
+        name: str,
+        *,
+        status: str = "completed",
+        conclusion: str | None = "success",
+        summary: str = "",
+    ) -> dict:
+        """A check run on `sha`; a second run with the same name is a re-run (the latest one counts)."""
+        with self._lock:
+            repo = self.repos[full_name.lower()]
+            now = _now()
+            run = {
+                "id": next(self._ids),
+                "name": name,
+                "head_sha": sha,
+                "status": status,
+                "conclusion": conclusion if status == "completed" else None,
+                "started_at": now,
+                "completed_at": now if status == "completed" else None,
+                "summary": summary,
+                "suite_id": next(self._ids),
+            }
+            repo.check_runs.setdefault(sha, []).append(run)
+            repo.version += 1
+            return run
+
+    def add_status(self, full_name: str, sha: str, context: str, state: str, description: str = "") -> dict:
+        """A commit status (`pending`, `success`, `failure`, `error`); the latest per context counts."""
+        with self._lock:
+            repo = self.repos[full_name.lower()]
+            now = _now()
+            status = {"id": next(self._ids), "context": context, "state": state, "description": description,
+                      "created_at": now, "updated_at": now}  # fmt: skip
+            repo.statuses.setdefault(sha, []).append(status)
+            repo.version += 1
+            return status
+
+    def add_review(
+        self, full_name: str, number: int, user: str, state: str, body: str = "", *, commit_id: str | None = None
+    ) -> dict:
+        """A submitted review: APPROVED, CHANGES_REQUESTED or COMMENTED."""
+        with self._lock:
+            repo = self.repos[full_name.lower()]
+            pull = repo.pulls[number]
+            review = {"id": next(self._ids), "user": user, "state": state, "body": body,
+                      "commit_id": commit_id or pull.head_sha, "submitted_at": _now()}  # fmt: skip
+            pull.reviews.append(review)
+            self._touch_pull(repo, number)
+            return review
+
+    def dismiss_review(self, full_name: str, number: int, review_id: int) -> None:
+        with self._lock:
+            repo = self.repos[full_name.lower()]
+            for review in repo.pulls[number].reviews:
+                if review["id"] == review_id:
+                    review["state"] = "DISMISSED"
+            self._touch_pull(repo, number)
+
+    def _touch_pull(self, repo: FakeRepo, number: int) -> None:
+        issue = repo.issues[number]
+        issue.updated_at = max(_now(), issue.updated_at + timedelta(seconds=1))
+        repo.version += 1
+
     # -- faults and log ----------------------------------------------------------------------
 
     def fail(self, status: int = 500, *, path: str | None = None, method: str | None = None, times: int | None = 1,
-             headers: dict | None = None, message: str = "Server Error") -> Fault:  # fmt: skip
-        fault = Fault(status, path, method, times, dict(headers or {}), message)
+             headers: dict | None = None, message: str = "Server Error", after: int = 0) -> Fault:  # fmt: skip
+        fault = Fault(status, path, method, times, dict(headers or {}), message, after)
         with self._lock:
             self.faults.append(fault)
         return fault
@@ -279,6 +449,9 @@ class FakeGitHub:
         with self._lock:
             for fault in self.faults:
                 if (fault.path is None or fault.path in path) and (fault.method in (None, method)):
+                    if fault.after > 0:
+                        fault.after -= 1
+                        return None
                     if fault.times is not None:
                         fault.times -= 1
                         if fault.times <= 0:
@@ -377,6 +550,156 @@ class FakeGitHub:
             "updated_at": _iso(comment["updated_at"]),
             "issue_url": f"{api}/issues/{issue.number}",
             "author_association": "COLLABORATOR",
+        }
+
+    def _repo_json(self, repo: FakeRepo) -> dict:
+        api = f"{self.url}/repos/{repo.full_name}"
+        return {
+            "id": repo.id,
+            "node_id": "MDEwOlJlcG9zaXRvcnkxMjk2MjY5",
+            "name": repo.name,
+            "full_name": repo.full_name,
+            "owner": self._user_json(repo.owner),
+            "private": False,
+            "html_url": f"{WEB}/{repo.full_name}",
+            "url": api,
+            "default_branch": "main",
+        }
+
+    def _pull_json(self, repo: FakeRepo, pull: FakePull) -> dict:
+        """https://docs.github.com/en/rest/pulls/pulls#get-a-pull-request"""
+        issue = repo.issues[pull.number]
+        api = f"{self.url}/repos/{repo.full_name}"
+        web = f"{WEB}/{repo.full_name}/pull/{pull.number}"
+
+        def ref(name: str, sha: str) -> dict:
+            return {"label": f"{repo.owner}:{name}", "ref": name, "sha": sha, "user": self._user_json(repo.owner),
+                    "repo": self._repo_json(repo)}  # fmt: skip
+
+        requested = sorted({r["user"] for r in pull.reviews if r["state"] == "DISMISSED"})
+        return {
+            "url": f"{api}/pulls/{pull.number}",
+            "id": pull.id,
+            "node_id": "MDExOlB1bGxSZXF1ZXN0MQ==",
+            "html_url": web,
+            "diff_url": f"{web}.diff",
+            "patch_url": f"{web}.patch",
+            "issue_url": f"{api}/issues/{pull.number}",
+            "commits_url": f"{api}/pulls/{pull.number}/commits",
+            "review_comments_url": f"{api}/pulls/{pull.number}/comments",
+            "review_comment_url": f"{api}/pulls/comments{{/number}}",
+            "comments_url": f"{api}/issues/{pull.number}/comments",
+            "statuses_url": f"{api}/statuses/{pull.head_sha}",
+            "number": pull.number,
+            "state": issue.state,
+            "locked": False,
+            "title": issue.title,
+            "user": self._user_json(issue.user),
+            "body": issue.body,
+            "labels": [self._label_json(repo, n) for n in issue.labels],
+            "milestone": None,
+            "active_lock_reason": None,
+            "created_at": _iso(issue.created_at),
+            "updated_at": _iso(issue.updated_at),
+            "closed_at": _iso(issue.closed_at),
+            "merged_at": _iso(pull.merged_at),
+            "merge_commit_sha": pull.merge_commit_sha,
+            "assignee": None,
+            "assignees": [],
+            "requested_reviewers": [self._user_json(u) for u in requested],
+            "requested_teams": [],
+            "head": ref(pull.head_ref, pull.head_sha),
+            "base": ref(pull.base_ref, _sha(f"{repo.full_name}:{pull.base_ref}")),
+            "_links": {"self": {"href": f"{api}/pulls/{pull.number}"}, "html": {"href": web}},
+            "author_association": "COLLABORATOR",
+            "auto_merge": None,
+            "draft": pull.draft,
+            "merged": pull.merged,
+            "mergeable": pull.mergeable,
+            "rebaseable": pull.mergeable,
+            "mergeable_state": pull.mergeable_state,
+            "merged_by": self._user_json("octocat") if pull.merged else None,
+            "comments": len(issue.comments),
+            "review_comments": 0,
+            "maintainer_can_modify": True,
+            "commits": 1,
+            "additions": 10,
+            "deletions": 2,
+            "changed_files": 3,
+        }
+
+    def _review_json(self, repo: FakeRepo, pull: FakePull, review: dict) -> dict:
+        """https://docs.github.com/en/rest/pulls/reviews#list-reviews-for-a-pull-request"""
+        web = f"{WEB}/{repo.full_name}/pull/{pull.number}"
+        return {
+            "id": review["id"],
+            "node_id": "MDE3OlB1bGxSZXF1ZXN0UmV2aWV3ODA=",
+            "user": self._user_json(review["user"]),
+            "body": review["body"],
+            "state": review["state"],
+            "html_url": f"{web}#pullrequestreview-{review['id']}",
+            "pull_request_url": f"{self.url}/repos/{repo.full_name}/pulls/{pull.number}",
+            "_links": {
+                "html": {"href": f"{web}#pullrequestreview-{review['id']}"},
+                "pull_request": {"href": f"{self.url}/repos/{repo.full_name}/pulls/{pull.number}"},
+            },
+            "submitted_at": _iso(review["submitted_at"]),
+            "commit_id": review["commit_id"],
+            "author_association": "COLLABORATOR",
+        }
+
+    def _check_run_json(self, repo: FakeRepo, run: dict) -> dict:
+        """https://docs.github.com/en/rest/checks/runs#get-a-check-run"""
+        api = f"{self.url}/repos/{repo.full_name}"
+        pulls = [
+            p for p in repo.pulls.values() if p.head_sha == run["head_sha"] and repo.issues[p.number].state == "open"
+        ]
+        return {
+            "id": run["id"],
+            "head_sha": run["head_sha"],
+            "node_id": "MDg6Q2hlY2tSdW40",
+            "external_id": "",
+            "url": f"{api}/check-runs/{run['id']}",
+            "html_url": f"{WEB}/{repo.full_name}/runs/{run['id']}",
+            "details_url": f"https://ci.example.com/runs/{run['id']}",
+            "status": run["status"],
+            "conclusion": run["conclusion"],
+            "started_at": _iso(run["started_at"]),
+            "completed_at": _iso(run["completed_at"]),
+            "output": {
+                "title": run["name"],
+                "summary": run["summary"],
+                "text": "",
+                "annotations_count": 0,
+                "annotations_url": f"{api}/check-runs/{run['id']}/annotations",
+            },
+            "name": run["name"],
+            "check_suite": {"id": run["suite_id"]},
+            "app": {"id": 1, "slug": "ci", "name": "CI", "owner": self._user_json(repo.owner)},
+            "pull_requests": [
+                {
+                    "url": f"{api}/pulls/{p.number}",
+                    "id": p.id,
+                    "number": p.number,
+                    "head": {"ref": p.head_ref, "sha": p.head_sha},
+                    "base": {"ref": p.base_ref, "sha": ""},
+                }
+                for p in pulls
+            ],
+        }
+
+    def _status_json(self, repo: FakeRepo, status: dict) -> dict:
+        return {
+            "url": f"{self.url}/repos/{repo.full_name}/statuses/{status['id']}",
+            "avatar_url": f"{WEB}/images/error/ci_happy.gif",
+            "id": status["id"],
+            "node_id": "MDY6U3RhdHVzMQ==",
+            "state": status["state"],
+            "description": status["description"],
+            "target_url": f"https://ci.example.com/status/{status['id']}",
+            "context": status["context"],
+            "created_at": _iso(status["created_at"]),
+            "updated_at": _iso(status["updated_at"]),
         }
 
 
@@ -488,6 +811,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(self, method: str, path: str, query: dict, body: bytes) -> tuple[int, bytes, dict]:
         fake = self.fake
         segs = [s for s in path.split("/") if s]
+        if len(segs) >= 5 and segs[0] == "repos" and segs[3] in ("pulls", "commits"):
+            return self._route_pulls(method, segs, query)
         if segs == ["rate_limit"] and method == "GET":
             return self._json(200, {"resources": {"core": {"limit": fake.rate_limit}}})
         if len(segs) >= 3 and segs[0] == "repositories" and segs[2] == "issues":
@@ -674,6 +999,94 @@ class _Handler(BaseHTTPRequestHandler):
             issue.updated_at = max(_now(), issue.updated_at)
             repo.version += 1
             return self._json(200, fake._issue_json(repo, issue))
+
+    def _route_pulls(self, method: str, segs: list[str], query: dict) -> tuple[int, bytes, dict]:
+        fake = self.fake
+        repo = fake.repos.get(f"{segs[1]}/{segs[2]}".lower())
+        if repo is None or method != "GET":
+            raise _HttpError(404, "Not Found")
+        kind, ident, tail = segs[3], segs[4], segs[5:]
+        if kind == "pulls":
+            with fake._lock:
+                pull = repo.pulls.get(int(ident)) if ident.isdigit() else None
+            if pull is None:
+                raise _HttpError(404, "Not Found")
+            if tail == []:
+                with fake._lock:
+                    return self._json(200, fake._pull_json(repo, pull), etag=True)
+            if tail == ["reviews"]:
+                path = f"/repos/{repo.full_name}/pulls/{pull.number}/reviews"
+                items = lambda: [fake._review_json(repo, pull, r) for r in pull.reviews]  # noqa: E731
+                return self._page(items, query, path, ("reviews", repo.id, repo.version, pull.number))
+            raise _HttpError(404, "Not Found")
+        sha = self._resolve_ref(repo, ident)
+        if tail == ["check-runs"]:
+            return self._check_runs(repo, sha, query)
+        if tail == ["status"]:
+            return self._combined_status(repo, sha, ident)
+        raise _HttpError(404, "Not Found")
+
+    def _resolve_ref(self, repo: FakeRepo, ref: str) -> str:
+        """A commit SHA as it is, or a branch name resolved to the head of the open PR on it."""
+        with self.fake._lock:
+            for pull in repo.pulls.values():
+                if pull.head_ref == ref:
+                    return pull.head_sha
+        return ref
+
+    def _check_runs(self, repo: FakeRepo, sha: str, query: dict) -> tuple[int, bytes, dict]:
+        """https://docs.github.com/en/rest/checks/runs#list-check-runs-for-a-git-reference"""
+        fake = self.fake
+        which = query.get("filter", "latest")
+        if which not in ("latest", "all"):
+            raise _HttpError(422, "Validation Failed", errors=[{"field": "filter", "code": "invalid"}])
+        try:
+            per_page = min(100, max(1, int(query.get("per_page", 30))))
+            page = max(1, int(query.get("page", 1)))
+        except ValueError:
+            raise _HttpError(422, "Validation Failed") from None
+        with fake._lock:
+            runs = list(repo.check_runs.get(sha, []))
+            if which == "latest":
+                latest: dict[str, dict] = {}
+                for run in runs:
+                    latest[run["name"]] = run
+                runs = list(latest.values())
+            if name := query.get("check_name"):
+                runs = [r for r in runs if r["name"] == name]
+            if status := query.get("status"):
+                runs = [r for r in runs if r["status"] == status]
+            runs.sort(key=lambda r: r["id"], reverse=True)
+            chunk = runs[(page - 1) * per_page : page * per_page]
+            body = {"total_count": len(runs), "check_runs": [fake._check_run_json(repo, r) for r in chunk]}
+        return self._json(200, body, etag=True)
+
+    def _combined_status(self, repo: FakeRepo, sha: str, ref: str) -> tuple[int, bytes, dict]:
+        """https://docs.github.com/en/rest/commits/statuses#get-the-combined-status-for-a-specific-reference"""
+        fake = self.fake
+        with fake._lock:
+            latest: dict[str, dict] = {}
+            for status in repo.statuses.get(sha, []):
+                latest[status["context"]] = status
+            statuses = sorted(latest.values(), key=lambda s: s["id"], reverse=True)
+            states = {s["state"] for s in statuses}
+            # GitHub: failure if any context is error or failure; pending if none are set or any is pending.
+            if states & {"error", "failure"}:
+                combined = "failure"
+            elif not statuses or "pending" in states:
+                combined = "pending"
+            else:
+                combined = "success"
+            body = {
+                "state": combined,
+                "statuses": [fake._status_json(repo, s) for s in statuses],
+                "sha": sha,
+                "total_count": len(statuses),
+                "repository": fake._repo_json(repo),
+                "commit_url": f"{fake.url}/repos/{repo.full_name}/commits/{sha}",
+                "url": f"{fake.url}/repos/{repo.full_name}/commits/{ref}/status",
+            }
+        return self._json(200, body, etag=True)
 
 
 def _matches(if_none_match: str | None, etag: str) -> bool:
