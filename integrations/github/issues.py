@@ -184,8 +184,8 @@ def fetch(repos: list[Repo], filters: Filters) -> Feed:
         if listing.truncated:
             note = RepoError(
                 repo,
-                f"Only the first {len(listing)} issues of {repo.full_name} are shown (the page limit); "
-                "narrow the list with filters on GitHub.",
+                f"Only the first {len(listing)} issues of {repo.full_name} are listed: Optio reads up to "
+                f"{client.MAX_PAGES} pages of {client.PER_PAGE} issues per repository.",
                 "truncated",
             )
         return items, note
