@@ -15,5 +15,6 @@ class TicketsConfig(AppConfig):
         app.conf.beat_schedule["tickets-sync"] = {
             "task": "tickets.sync_due",
             "schedule": float(settings.OPTIO_TICKET_SYNC_INTERVAL),
-            "options": {"expires": settings.OPTIO_TICKET_SYNC_INTERVAL},
+            # A tick that waited longer than one interval is stale (django-celery-beat's name for `expires`).
+            "options": {"expire_seconds": settings.OPTIO_TICKET_SYNC_INTERVAL},
         }

@@ -49,7 +49,7 @@ def build_form(source: TicketSource, data=None, provider: TicketProvider | None 
         for spec in source.form_fields:
             if spec.kind == "secret" and not spec.required and spec.key in stored:
                 form.fields[f"clear_{spec.key}"] = forms.BooleanField(
-                    label=f"Remove the stored {spec.label.lower()}", required=False
+                    label=f"Remove the stored {spec.label}", required=False
                 )
     return form
 

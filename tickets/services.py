@@ -88,7 +88,8 @@ def update_provider(provider: TicketProvider, *, config: dict | None = None, ena
     """Change a provider. `config` is merged into the stored one (RFC 7386); credential keys
     in it replace the stored credential, `null` removes an optional one.
 
-    A changed filter resets the cursor, so tickets that match only now are picked up."""
+    A changed filter resets the cursor (as far as the source says), so tickets that match only
+    now are picked up."""
     provider = TicketProvider.objects.select_for_update().get(pk=provider.pk)
     source = get_source(provider.source)
     connected: list[str] = []
@@ -99,7 +100,7 @@ def update_provider(provider: TicketProvider, *, config: dict | None = None, ena
         merged = merge_patch(provider.config, {k: v for k, v in config.items() if k not in source.credential_keys})
         cleaned = _clean(source, {**merged, **credential_patch}, provider.get_credentials())
         if cleaned.config != provider.config:
-            provider.cursor = {}
+            provider.cursor = source.carry_cursor(provider.config, cleaned.config, provider.cursor)
             provider.skipped = {}
         provider.config = cleaned.config
         provider.set_credentials(cleaned.credentials)

@@ -24,6 +24,18 @@ def test_beat_runs_the_sync_every_configured_interval():
     assert "tickets.sync_due" in app.tasks and "tickets.sync_provider" in app.tasks
 
 
+def test_the_database_scheduler_stores_the_sync_entry_where_the_admin_edits_it(db):
+    from django_celery_beat.models import PeriodicTask
+    from django_celery_beat.schedulers import DatabaseScheduler
+
+    # What DatabaseScheduler.setup_schedule does for each entry of app.conf.beat_schedule.
+    DatabaseScheduler.Entry.from_entry("tickets-sync", app=app, **app.conf.beat_schedule["tickets-sync"])
+    stored = PeriodicTask.objects.get(name="tickets-sync")
+    assert stored.task == "tickets.sync_due"
+    assert stored.interval.every == settings.OPTIO_TICKET_SYNC_INTERVAL and stored.interval.period == "seconds"
+    assert stored.expire_seconds == settings.OPTIO_TICKET_SYNC_INTERVAL
+
+
 def test_the_lease_lets_one_sync_in_at_a_time_and_expires(linear_provider):
     token = sync.acquire_lease(linear_provider.pk)
     assert token

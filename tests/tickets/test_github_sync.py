@@ -227,3 +227,21 @@ def test_a_disconnected_repository_is_reported(gh, webapp, make_provider):
     provider.refresh_from_db()
     assert "not a connected repository" in provider.last_error
     assert TicketProvider.objects.get(pk=provider.pk).consecutive_failures == 1
+
+
+def test_adding_a_repository_keeps_the_others_cursors_and_new_labels_start_over(api, gh, webapp):
+    other = Repo.objects.create(url="https://github.com/acme/api")
+    add_issues(gh, 3)
+    add_issues(gh, 2, repo=other.full_name)
+    pk = api.post("/api/tickets/providers", {"source": "github", "config": {"repos": [webapp.url]}}).json()["id"]
+    sync.sync_provider(pk)
+    before = TicketProvider.objects.get(pk=pk).cursor["repos"][webapp.url]
+
+    api.patch(f"/api/tickets/providers/{pk}", {"config": {"repos": [webapp.url, other.url]}})
+    assert TicketProvider.objects.get(pk=pk).cursor == {"repos": {webapp.url: before}}
+    gh.clear_log()
+    assert sync.sync_provider(pk).stats.created == 2
+    assert gh.requests_to("/repos/acme/webapp/issues")[0].query["since"] == before["since"]
+
+    api.patch(f"/api/tickets/providers/{pk}", {"config": {"labels": ["optio"]}})
+    assert TicketProvider.objects.get(pk=pk).cursor == {}

@@ -110,3 +110,12 @@ def test_sync_now_and_preview_buttons(browser_client, linear, team, linear_provi
 def test_delete_removes_the_provider(browser_client, linear_provider):
     resp = browser_client.post(f"/settings/providers/{linear_provider.pk}/delete/")
     assert resp.status_code == 302 and not TicketProvider.objects.exists()
+
+
+def test_the_admin_shows_providers_without_their_credentials(browser_client, linear_provider):
+    listing = browser_client.get("/admin/tickets/ticketprovider/")
+    change = browser_client.get(f"/admin/tickets/ticketprovider/{linear_provider.pk}/change/")
+    assert listing.status_code == change.status_code == 200
+    for resp in (listing, change):
+        assert LINEAR_KEY not in resp.content.decode()
+    assert "credentials_encrypted" not in change.content.decode()

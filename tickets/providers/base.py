@@ -122,6 +122,11 @@ class TicketSource(ABC):
         Raise SourceError on failure; the pages already yielded stay committed.
         """
 
+    def carry_cursor(self, old_config: dict, new_config: dict, cursor: dict) -> dict:
+        """The cursor to keep after a config change; by default none: the next sync starts over,
+        so tickets that match only under the new filters are picked up."""
+        return {} if old_config != new_config else cursor
+
     def complete(self, ctx: FetchContext, ticket: Ticket) -> Ticket:
         """Fetch what the prompt needs beyond the list (comments); called only for new tickets."""
         if ticket.comments is None:

@@ -83,6 +83,16 @@ class GitHubSource(TicketSource):
             parts.append({"none": "unassigned", "*": "assigned"}.get(assignee, f"assigned to {assignee}"))
         return " · ".join(parts)
 
+    def carry_cursor(self, old_config: dict, new_config: dict, cursor: dict) -> dict:
+        # Same filters: a repository that stays keeps its place; only added ones start from scratch.
+        if (old_config.get("labels"), old_config.get("assignee")) != (
+            new_config.get("labels"),
+            new_config.get("assignee"),
+        ):
+            return {}
+        kept = set(new_config.get("repos") or [])
+        return {"repos": {url: state for url, state in (cursor.get("repos") or {}).items() if url in kept}}
+
     # -- fetching ------------------------------------------------------------------------
 
     def fetch(self, ctx: FetchContext, cursor: dict) -> Iterator[Batch]:
