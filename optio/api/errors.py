@@ -63,3 +63,29 @@ def exception_handler(exc, context):
 
 def json_error(message: str, status_code: int, details: dict | None = None) -> JsonResponse:
     return JsonResponse({"error": message, "details": details or {}}, status=status_code)
+
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "error": {"type": "string", "description": "A sentence a person can act on."},
+        "details": {"type": "object", "additionalProperties": True},
+    },
+    "required": ["error", "details"],
+}
+
+
+def document_error_responses(result, generator, request, public):
+    """drf-spectacular post-processing hook: every operation may answer 4XX with the error shape."""
+    components = result.setdefault("components", {})
+    components.setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+    components.setdefault("responses", {})["Error"] = {
+        "description": 'Bad input, missing token, not found, conflict or too large: {"error", "details"}.',
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+    for path_item in result.get("paths", {}).values():
+        for operation in path_item.values():
+            responses = operation.setdefault("responses", {})
+            if not any(str(code).startswith("4") for code in responses):
+                responses["4XX"] = {"$ref": "#/components/responses/Error"}
+    return result
