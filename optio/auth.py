@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.conf import settings
+from django.core.cache import cache
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
@@ -53,3 +55,40 @@ class BearerTokenScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema):
         return {"type": "http", "scheme": "bearer", "description": "An Optio API token (optio_…)."}
+
+
+# --- Sign-in throttling (API login and the dashboard's login form) -------------------------
+
+
+def _failure_keys(request, username: str) -> list[tuple[str, int]]:
+    """Cache keys with their limits: one stops guessing one user's password, the other one
+    address trying many users."""
+    address = request.META.get("REMOTE_ADDR", "")
+    return [
+        (f"login-fail:user:{username.strip().lower()}", settings.OPTIO_LOGIN_MAX_FAILURES_PER_USER),
+        (f"login-fail:addr:{address}", settings.OPTIO_LOGIN_MAX_FAILURES_PER_ADDRESS),
+    ]
+
+
+def login_blocked(request, username: str) -> str | None:
+    """A message to show if sign-in is blocked for this user name or client address, else None."""
+    if any((cache.get(key) or 0) >= limit for key, limit in _failure_keys(request, username)):
+        minutes = max(1, round(settings.OPTIO_LOGIN_FAILURE_WINDOW / 60))
+        return f"Too many failed sign-ins; wait {minutes} minute{'s' if minutes != 1 else ''} and try again."
+    return None
+
+
+def record_login_failure(request, username: str) -> None:
+    window = settings.OPTIO_LOGIN_FAILURE_WINDOW
+    for key, _ in _failure_keys(request, username):
+        # The window starts at the first failure (add is a no-op while the key lives).
+        cache.add(key, 0, window)
+        try:
+            cache.incr(key)
+        except ValueError:  # expired between add and incr
+            cache.set(key, 1, window)
+
+
+def clear_login_failures(request, username: str) -> None:
+    """A correct password resets the user's count (not the address's: it may be guessing others)."""
+    cache.delete(_failure_keys(request, username)[0][0])
