@@ -75,6 +75,17 @@ class SecretWriteSerializer(serializers.Serializer):
     repoUrl = RepoUrlField(required=False, allow_null=True)
 
 
+class MoneyField(serializers.DecimalField):
+    """A decimal string with at least two places ("0.35", "1.00", "0.1234"): the same text as
+    `costUsd` in event envelopes, so the API and webhooks never disagree about a cost."""
+
+    def to_representation(self, value):
+        if value is None:
+            return None
+        whole, _, frac = format(value.normalize(), "f").partition(".")
+        return f"{whole}.{frac.ljust(2, '0')}"
+
+
 class TaskSerializer(serializers.ModelSerializer):
     repoId = serializers.IntegerField(source="repo_id", read_only=True)
     repoUrl = serializers.CharField(source="repo.url", read_only=True)
@@ -82,9 +93,7 @@ class TaskSerializer(serializers.ModelSerializer):
     ticketExternalId = serializers.CharField(source="ticket_external_id", read_only=True)
     ticketUrl = serializers.CharField(source="ticket_url", read_only=True)
     prUrl = serializers.CharField(source="pr_url", read_only=True)
-    costUsd = serializers.DecimalField(
-        source="cost_usd", max_digits=12, decimal_places=2, read_only=True, coerce_to_string=True
-    )
+    costUsd = MoneyField(source="cost_usd", max_digits=12, decimal_places=4, read_only=True, allow_null=True)
     attentionReason = serializers.CharField(source="attention_reason", read_only=True)
     prStatus = serializers.JSONField(source="pr_status", read_only=True)
     writebackError = serializers.CharField(source="writeback_error", read_only=True)
