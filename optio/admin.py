@@ -1,13 +1,29 @@
+from django import forms
 from django.contrib import admin
 
 # The admin module is loaded in every process that runs system checks; registering the
 # deploy checks here keeps them out of the app's event wiring in apps.py.
 from optio import checks  # noqa: F401
 from optio.models import ApiToken, Event, Repo, Secret, Task, TaskLog
+from optio.repo_urls import InvalidRepoUrl, normalize_repo_url
+
+
+class RepoForm(forms.ModelForm):
+    class Meta:
+        model = Repo
+        fields = ["url"]  # ModelAdmin passes the full field list; this form only adds clean_url
+
+    def clean_url(self):
+        # Normalise here so a bad URL is a form error, and "already exists" compares canonical URLs.
+        try:
+            return normalize_repo_url(self.cleaned_data["url"])
+        except InvalidRepoUrl as exc:
+            raise forms.ValidationError(str(exc)) from None
 
 
 @admin.register(Repo)
 class RepoAdmin(admin.ModelAdmin):
+    form = RepoForm
     list_display = ["url", "default_branch", "writeback_enabled", "slack_enabled", "created_at"]
     list_filter = ["writeback_enabled", "slack_enabled"]
     search_fields = ["url"]
