@@ -5,9 +5,18 @@ from __future__ import annotations
 from django.db import IntegrityError, connection
 from django.db.models import ProtectedError
 from django.shortcuts import get_object_or_404
+from drf_spectacular.renderers import (
+    OpenApiJsonRenderer,
+    OpenApiJsonRenderer2,
+    OpenApiYamlRenderer,
+    OpenApiYamlRenderer2,
+)
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework import generics, serializers, status
-from rest_framework.permissions import AllowAny
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -15,6 +24,7 @@ from optio import lifecycle, logs
 from optio import secrets as secret_service
 from optio.api import serializers as s
 from optio.api.errors import ApiError
+from optio.auth import BearerTokenAuthentication
 from optio.models import Repo, Secret, Task, TaskLog, TaskState
 
 
@@ -274,3 +284,27 @@ def _check(fn) -> str:
         return "ok"
     except Exception as exc:  # report, don't raise: health must answer
         return f"error: {exc.__class__.__name__}"
+
+
+class _JsonErrors:
+    """Errors as JSON even on views whose success renderer is YAML or HTML (schema, docs)."""
+
+    def handle_exception(self, exc):
+        self.request.accepted_renderer = JSONRenderer()
+        self.request.accepted_media_type = JSONRenderer.media_type
+        return super().handle_exception(exc)
+
+
+class Schema(_JsonErrors, SpectacularAPIView):
+    """The OpenAPI schema, JSON by default (`?format=yaml` for YAML); token or dashboard session."""
+
+    authentication_classes = [BearerTokenAuthentication, SessionAuthentication]
+    permission_classes = [IsAuthenticated]
+    renderer_classes = [OpenApiJsonRenderer, OpenApiJsonRenderer2, OpenApiYamlRenderer, OpenApiYamlRenderer2]
+
+
+class Docs(_JsonErrors, SpectacularSwaggerView):
+    """Swagger UI over the schema; token or dashboard session."""
+
+    authentication_classes = [BearerTokenAuthentication, SessionAuthentication]
+    permission_classes = [IsAuthenticated]

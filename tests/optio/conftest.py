@@ -16,6 +16,12 @@ from optio.models import Task, TaskState
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # The default PBKDF2 costs ~0.2 s per login; these tests log in hundreds of times.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def make_task(repo):
     """A task put straight into `state` (set-up only: real code moves tasks through optio.lifecycle)."""

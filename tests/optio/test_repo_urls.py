@@ -136,16 +136,18 @@ def test_admin_form_normalises_and_rejects(client, admin_user, repo):
     client.force_login(admin_user)
     dup = client.post(
         "/admin/optio/repo/add/",
-        {"url": "git@github.com:acme/webapp.git", "default_branch": "main", "slack_notify_on": "[\"completed\"]"},
+        {"url": "git@github.com:acme/webapp.git", "default_branch": "main", "slack_notify_on": '["completed"]'},
     )
     assert dup.status_code == 200
     assert "already exists" in dup.content.decode()
-    bad = client.post("/admin/optio/repo/add/", {"url": "nope", "default_branch": "main", "slack_notify_on": "[\"completed\"]"})
+    bad = client.post(
+        "/admin/optio/repo/add/", {"url": "nope", "default_branch": "main", "slack_notify_on": '["completed"]'}
+    )
     assert bad.status_code == 200
     assert "not a repository URL" in bad.content.decode()
     good = client.post(
         "/admin/optio/repo/add/",
-        {"url": "git@github.com:acme/other.git", "default_branch": "main", "slack_notify_on": "[\"completed\"]"},
+        {"url": "git@github.com:acme/other.git", "default_branch": "main", "slack_notify_on": '["completed"]'},
     )
     assert good.status_code == 302, good.context["adminform"].form.errors
     assert Repo.objects.filter(url="https://github.com/acme/other").exists()
