@@ -30,6 +30,11 @@ def _first_message(detail) -> str:
     return str(detail)
 
 
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return text if text.endswith((".", "!", "?", ")")) else text + "."
+
+
 def exception_handler(exc, context):
     if isinstance(exc, RequestDataTooBig):
         return Response(
@@ -47,9 +52,9 @@ def exception_handler(exc, context):
         response.data = {"error": str(exc.detail), "details": exc.details}
     elif isinstance(exc, exceptions.ValidationError):
         details = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
-        response.data = {"error": "Invalid input. " + _first_message(details), "details": details}
+        response.data = {"error": _sentence("Invalid input. " + _first_message(details)), "details": details}
     elif isinstance(exc, exceptions.ParseError):
-        response.data = {"error": f"The request body could not be parsed: {exc.detail}", "details": {}}
+        response.data = {"error": _sentence(f"The request body could not be parsed: {exc.detail}"), "details": {}}
     elif isinstance(exc, exceptions.NotAuthenticated):
         response.data = {
             "error": "This endpoint needs an API token: send 'Authorization: Bearer <token>'.",
@@ -57,7 +62,7 @@ def exception_handler(exc, context):
         }
     else:
         detail = response.data.get("detail", "") if isinstance(response.data, dict) else response.data
-        response.data = {"error": str(detail), "details": {}}
+        response.data = {"error": _sentence(str(detail)), "details": {}}
     return response
 
 
