@@ -100,8 +100,8 @@ class TaskSerializer(serializers.ModelSerializer):
     allowedTransitions = serializers.SerializerMethodField()
     createdAt = serializers.DateTimeField(source="created_at", read_only=True)
     updatedAt = serializers.DateTimeField(source="updated_at", read_only=True)
-    startedAt = serializers.DateTimeField(source="started_at", read_only=True)
-    finishedAt = serializers.DateTimeField(source="finished_at", read_only=True)
+    startedAt = serializers.DateTimeField(source="started_at", read_only=True, allow_null=True)
+    finishedAt = serializers.DateTimeField(source="finished_at", read_only=True, allow_null=True)
 
     class Meta:
         model = Task
