@@ -1,5 +1,6 @@
 from django import forms
 from django.contrib import admin
+from django.db import models
 
 # The admin module is loaded in every process that runs system checks; registering the
 # deploy checks here keeps them out of the app's event wiring in apps.py.
@@ -52,6 +53,7 @@ class TaskAdmin(admin.ModelAdmin):
     # State changes go through the lifecycle service (events, compare-and-set), never a form.
     readonly_fields = ["state", "log_seq", "created_at", "updated_at", "started_at", "finished_at"]
     raw_id_fields = ["created_by"]
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
     def has_add_permission(self, request):
         return False  # a task created here would skip task.created; use the API or the Issues view
