@@ -136,13 +136,7 @@ WHITENOISE_USE_FINDERS = True  # serve straight from static/ without a collectst
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 
 if CONFIG.redis_url:
-    CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": CONFIG.redis_url,
-            "KEY_PREFIX": "optio",
-        }
-    }
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CONFIG.redis_url}}
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
