@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth import logout
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
+from django.db import connection
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -77,4 +79,9 @@ def task_detail(request, pk):
 
 @login_required
 def settings_index(request):
-    return render(request, "optio/settings.html", {"repos": Repo.objects.all()})
+    system = {
+        "embedded": settings.EMBEDDED,
+        "database": {"sqlite": "SQLite", "postgresql": "PostgreSQL"}.get(connection.vendor, connection.vendor),
+        "public_url": settings.OPTIO_PUBLIC_URL,
+    }
+    return render(request, "optio/settings.html", {"repos": Repo.objects.all(), "system": system})
