@@ -25,7 +25,7 @@ migrate: setup
 	$(PY) manage.py migrate --noinput -v0
 
 run: migrate
-	$(PY) manage.py bootstrap
+	$(PY) manage.py bootstrap --url http://127.0.0.1:$(PORT)
 	PORT=$(PORT) $(PY) manage.py serve
 
 test: setup-dev

@@ -18,13 +18,42 @@ class ConfigError(Exception):
     """A configuration variable holds a value Optio cannot use."""
 
 
+def redact(url: str) -> str:
+    """The URL with any password replaced, so error messages and logs never carry it."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
 def _url(name: str, value: str, schemes: tuple[str, ...]) -> str:
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018  (raises ValueError for a port that is not a number)
+    except ValueError as exc:
+        raise ConfigError(f"{name} is not a valid URL ({exc}); got {redact(value)!r}") from None
     if parts.scheme not in schemes or not (parts.netloc or parts.path):
         raise ConfigError(
-            f"{name} must be a URL starting with one of {', '.join(s + '://' for s in schemes)}; got {value!r}"
+            f"{name} must be a URL starting with one of {', '.join(s + '://' for s in schemes)}; got {redact(value)!r}"
         )
     return value
+
+
+def _database(value: str) -> dict:
+    """Django's DATABASES entry for DATABASE_URL, or a ConfigError naming it."""
+    import dj_database_url
+
+    _url("DATABASE_URL", value, ("postgres", "postgresql", "sqlite"))
+    try:
+        db = dj_database_url.parse(value)
+    except Exception as exc:
+        raise ConfigError(f"DATABASE_URL cannot be parsed ({exc}); got {redact(value)!r}") from None
+    if db["ENGINE"].endswith("postgresql") and not db["NAME"]:
+        raise ConfigError(
+            f"DATABASE_URL must name a database, like postgres://user@host:5432/optio; got {redact(value)!r}"
+        )
+    return db
 
 
 def _seconds(env: dict, name: str, default: int) -> int:
@@ -74,7 +103,7 @@ def load(env: dict | None = None) -> Config:
     env = dict(os.environ if env is None else env)
     database_url = env.get("DATABASE_URL", "").strip() or None
     if database_url:
-        _url("DATABASE_URL", database_url, ("postgres", "postgresql", "sqlite"))
+        _database(database_url)
     redis_url = env.get("REDIS_URL", "").strip() or None
     if redis_url:
         _url("REDIS_URL", redis_url, ("redis", "rediss", "unix"))
@@ -102,6 +131,11 @@ def load(env: dict | None = None) -> Config:
         "LINEAR_API_URL", env.get("LINEAR_API_URL", "").strip() or "https://api.linear.app/graphql", ("http", "https")
     )
     hosts = tuple(h.strip() for h in env.get("OPTIO_ALLOWED_HOSTS", "").split(",") if h.strip())
+    hosts = hosts or ("127.0.0.1", "localhost", "[::1]")
+    # The public URL's host always answers: links Optio sends out must work.
+    public_host = urlsplit(public_url).hostname
+    if public_host and public_host not in hosts:
+        hosts += (public_host,)
 
     return Config(
         database_url=database_url,
@@ -116,5 +150,5 @@ def load(env: dict | None = None) -> Config:
         var_dir=Path(env.get("OPTIO_VAR_DIR", "").strip() or BASE_DIR / "var"),
         debug=_flag(env, "OPTIO_DEBUG"),
         django_secret_key=env.get("DJANGO_SECRET_KEY", "").strip() or None,
-        allowed_hosts=hosts or ("127.0.0.1", "localhost", "[::1]"),
+        allowed_hosts=hosts,
     )

@@ -14,7 +14,13 @@ except ConfigError as exc:  # start-up must name the variable, not show a traceb
     raise SystemExit(f"Optio configuration error: {exc}") from None
 
 VAR_DIR = CONFIG.var_dir
-VAR_DIR.mkdir(parents=True, exist_ok=True)
+try:
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    (VAR_DIR / "staticfiles").mkdir(exist_ok=True)
+except OSError as exc:
+    raise SystemExit(
+        f"Optio configuration error: OPTIO_VAR_DIR {str(VAR_DIR)!r} cannot be created ({exc.strerror})"
+    ) from None
 
 
 def _persistent_key(filename: str, make) -> str:
@@ -39,6 +45,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI served from here, not a CDN: /api/docs works offline
     "django_htmx",
     "django_celery_beat",
     "channels",
@@ -55,6 +62,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "optio.api.middleware.ApiMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -120,7 +128,6 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "staticfiles"
-STATIC_ROOT.mkdir(exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
@@ -175,6 +182,14 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # Every operation documents the error shape, so clients (and the schemathesis test) can rely on it.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "optio.api.errors.document_error_responses",
+    ],
 }
 
 OPTIO_PUBLIC_URL = CONFIG.public_url
@@ -183,6 +198,10 @@ GITHUB_API_URL = CONFIG.github_api_url
 LINEAR_API_URL = CONFIG.linear_api_url
 OPTIO_TICKET_SYNC_INTERVAL = CONFIG.ticket_sync_interval
 OPTIO_PR_WATCH_INTERVAL = CONFIG.pr_watch_interval
+# Failed sign-ins (API and dashboard) allowed per user name and per client address in one window.
+OPTIO_LOGIN_MAX_FAILURES_PER_USER = 5
+OPTIO_LOGIN_MAX_FAILURES_PER_ADDRESS = 20
+OPTIO_LOGIN_FAILURE_WINDOW = 15 * 60  # seconds
 
 # Production hardening; `manage.py check --deploy` is clean when DEBUG is off.
 if not DEBUG:
@@ -193,6 +212,8 @@ if not DEBUG:
     SECURE_REFERRER_POLICY = "same-origin"
     if SESSION_COOKIE_SECURE:
         SECURE_SSL_REDIRECT = True
+        # Load balancers probe health over plain HTTP inside the network.
+        SECURE_REDIRECT_EXEMPT = [r"^api/health$"]
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
         SECURE_HSTS_SECONDS = 31536000
         SECURE_HSTS_INCLUDE_SUBDOMAINS = True

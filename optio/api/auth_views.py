@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.contrib.auth import authenticate
-from django.core.cache import cache
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
@@ -14,11 +13,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from optio.api.errors import ApiError
+from optio.auth import clear_login_failures, login_blocked, record_login_failure
 from optio.models import ApiToken
 
 SESSION_TOKEN_LIFETIME = timedelta(days=30)
-MAX_FAILURES = 5
-FAILURE_WINDOW = 15 * 60  # seconds
 
 
 class LoginSerializer(serializers.Serializer):
@@ -28,12 +26,6 @@ class LoginSerializer(serializers.Serializer):
 
 def _user_json(user) -> dict:
     return {"id": user.pk, "username": user.username, "isStaff": user.is_staff}
-
-
-def _failure_keys(request, username: str) -> list[str]:
-    ip = request.META.get("REMOTE_ADDR", "")
-    # Both keys: one stops guessing many passwords for one user, the other one address trying many users.
-    return [f"login-fail:user:{username.lower()}", f"login-fail:ip:{ip}"]
 
 
 class Login(APIView):
@@ -57,16 +49,14 @@ class Login(APIView):
         data = LoginSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         username, password = data.validated_data["username"], data.validated_data["password"]
-        keys = _failure_keys(request, username)
-        if any((cache.get(k) or 0) >= MAX_FAILURES for k in keys):
-            raise ApiError("Too many failed logins; wait 15 minutes and try again.", 429)
+        blocked = login_blocked(request, username)
+        if blocked:
+            raise ApiError(blocked, 429)
         user = authenticate(request, username=username, password=password)
         if user is None:
-            for k in keys:
-                cache.add(k, 0, FAILURE_WINDOW)
-                cache.incr(k)
+            record_login_failure(request, username)
             raise ApiError("Wrong username or password.", 401)
-        cache.delete_many(keys[:1])
+        clear_login_failures(request, username)
         expires = timezone.now() + SESSION_TOKEN_LIFETIME
         _, raw = ApiToken.objects.issue(user, name="login session", expires_at=expires)
         return Response({"token": raw, "expiresAt": expires, "user": _user_json(user)})

@@ -30,6 +30,11 @@ def _first_message(detail) -> str:
     return str(detail)
 
 
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return text if text.endswith((".", "!", "?", ")")) else text + "."
+
+
 def exception_handler(exc, context):
     if isinstance(exc, RequestDataTooBig):
         return Response(
@@ -47,9 +52,9 @@ def exception_handler(exc, context):
         response.data = {"error": str(exc.detail), "details": exc.details}
     elif isinstance(exc, exceptions.ValidationError):
         details = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
-        response.data = {"error": "Invalid input. " + _first_message(details), "details": details}
+        response.data = {"error": _sentence("Invalid input. " + _first_message(details)), "details": details}
     elif isinstance(exc, exceptions.ParseError):
-        response.data = {"error": f"The request body could not be parsed: {exc.detail}", "details": {}}
+        response.data = {"error": _sentence(f"The request body could not be parsed: {exc.detail}"), "details": {}}
     elif isinstance(exc, exceptions.NotAuthenticated):
         response.data = {
             "error": "This endpoint needs an API token: send 'Authorization: Bearer <token>'.",
@@ -57,9 +62,35 @@ def exception_handler(exc, context):
         }
     else:
         detail = response.data.get("detail", "") if isinstance(response.data, dict) else response.data
-        response.data = {"error": str(detail), "details": {}}
+        response.data = {"error": _sentence(str(detail)), "details": {}}
     return response
 
 
 def json_error(message: str, status_code: int, details: dict | None = None) -> JsonResponse:
     return JsonResponse({"error": message, "details": details or {}}, status=status_code)
+
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "error": {"type": "string", "description": "A sentence a person can act on."},
+        "details": {"type": "object", "additionalProperties": True},
+    },
+    "required": ["error", "details"],
+}
+
+
+def document_error_responses(result, generator, request, public):
+    """drf-spectacular post-processing hook: every operation may answer 4XX with the error shape."""
+    components = result.setdefault("components", {})
+    components.setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+    components.setdefault("responses", {})["Error"] = {
+        "description": 'Bad input, missing token, not found, conflict or too large: {"error", "details"}.',
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+    for path_item in result.get("paths", {}).values():
+        for operation in path_item.values():
+            responses = operation.setdefault("responses", {})
+            if not any(str(code).startswith("4") for code in responses):
+                responses["4XX"] = {"$ref": "#/components/responses/Error"}
+    return result

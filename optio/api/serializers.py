@@ -187,6 +187,17 @@ class SecretWriteSerializer(serializers.Serializer):
     repoUrl = RepoUrlField(required=False, allow_null=True)
 
 
+class MoneyField(serializers.DecimalField):
+    """A decimal string with at least two places ("0.35", "1.00", "0.1234"): the same text as
+    `costUsd` in event envelopes, so the API and webhooks never disagree about a cost."""
+
+    def to_representation(self, value):
+        if value is None:
+            return None
+        whole, _, frac = format(value.normalize(), "f").partition(".")
+        return f"{whole}.{frac.ljust(2, '0')}"
+
+
 class TaskSerializer(serializers.ModelSerializer):
     repoId = serializers.IntegerField(source="repo_id", read_only=True)
     repoUrl = serializers.CharField(source="repo.url", read_only=True)
@@ -194,17 +205,15 @@ class TaskSerializer(serializers.ModelSerializer):
     ticketExternalId = serializers.CharField(source="ticket_external_id", read_only=True)
     ticketUrl = serializers.CharField(source="ticket_url", read_only=True)
     prUrl = serializers.CharField(source="pr_url", read_only=True)
-    costUsd = serializers.DecimalField(
-        source="cost_usd", max_digits=12, decimal_places=2, read_only=True, coerce_to_string=True
-    )
+    costUsd = MoneyField(source="cost_usd", max_digits=12, decimal_places=4, read_only=True, allow_null=True)
     attentionReason = serializers.CharField(source="attention_reason", read_only=True)
     prStatus = serializers.JSONField(source="pr_status", read_only=True)
     writebackError = serializers.CharField(source="writeback_error", read_only=True)
     allowedTransitions = serializers.SerializerMethodField()
     createdAt = serializers.DateTimeField(source="created_at", read_only=True)
     updatedAt = serializers.DateTimeField(source="updated_at", read_only=True)
-    startedAt = serializers.DateTimeField(source="started_at", read_only=True)
-    finishedAt = serializers.DateTimeField(source="finished_at", read_only=True)
+    startedAt = serializers.DateTimeField(source="started_at", read_only=True, allow_null=True)
+    finishedAt = serializers.DateTimeField(source="finished_at", read_only=True, allow_null=True)
 
     class Meta:
         model = Task

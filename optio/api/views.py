@@ -5,9 +5,18 @@ from __future__ import annotations
 from django.db import IntegrityError, connection
 from django.db.models import ProtectedError
 from django.shortcuts import get_object_or_404
+from drf_spectacular.renderers import (
+    OpenApiJsonRenderer,
+    OpenApiJsonRenderer2,
+    OpenApiYamlRenderer,
+    OpenApiYamlRenderer2,
+)
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework import generics, serializers, status
-from rest_framework.permissions import AllowAny
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -15,6 +24,7 @@ from optio import lifecycle, logs
 from optio import secrets as secret_service
 from optio.api import serializers as s
 from optio.api.errors import ApiError
+from optio.auth import BearerTokenAuthentication
 from optio.models import Repo, Secret, Task, TaskLog, TaskState
 
 
@@ -221,34 +231,51 @@ class TaskLogs(_TaskAction, generics.GenericAPIView):
         return Response({"appended": len(rows), "lastSeq": rows[-1].seq if rows else task.log_seq}, status=201)
 
 
+_HealthSerializer = inline_serializer(
+    "Health",
+    {
+        "status": serializers.ChoiceField(choices=["ok", "degraded"]),
+        "mode": serializers.ChoiceField(choices=["embedded", "production"]),
+        "database": serializers.CharField(help_text='"ok" or "error: <kind>"'),
+        "broker": serializers.CharField(help_text='"ok" or "error: <kind>"'),
+    },
+)
+
+
 class Health(APIView):
+    """Liveness for load balancers: 200 when the database and the Celery broker answer, else 503."""
+
     authentication_classes: list = []
     permission_classes = [AllowAny]
 
-    @extend_schema(
-        responses={
-            200: inline_serializer(
-                "Health",
-                {"status": serializers.CharField(), "mode": serializers.CharField(),
-                 "database": serializers.CharField(), "broker": serializers.CharField()},
-            ),
-            503: inline_serializer("HealthDown", {"status": serializers.CharField()}),
-        }
-    )  # fmt: skip
+    @extend_schema(responses={200: _HealthSerializer, 503: _HealthSerializer})
     def get(self, request):
         from django.conf import settings
 
-        db = _check(lambda: connection.cursor().execute("SELECT 1"))
-        if settings.EMBEDDED:
-            broker = "ok"  # in-process: up whenever this process answers
-        else:
-            from optio.celery import app
-
-            broker = _check(lambda: app.connection_for_write().ensure_connection(max_retries=1, timeout=2))
+        db = _check(_ping_database)
+        # Embedded mode's broker is in this process: up whenever this process answers.
+        broker = "ok" if settings.EMBEDDED else _check(_ping_broker)
         ok = db == "ok" and broker == "ok"
-        body = {"status": "ok" if ok else "degraded", "mode": "embedded" if settings.EMBEDDED else "production",
-                "database": db, "broker": broker}  # fmt: skip
+        body = {
+            "status": "ok" if ok else "degraded",
+            "mode": "embedded" if settings.EMBEDDED else "production",
+            "database": db,
+            "broker": broker,
+        }
         return Response(body, status=200 if ok else 503)
+
+
+def _ping_database() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+def _ping_broker() -> None:
+    from optio.celery import app
+
+    # A fresh connection each time, closed again: a probe must not leak sockets.
+    with app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=0, timeout=2)
 
 
 def _check(fn) -> str:
@@ -257,3 +284,27 @@ def _check(fn) -> str:
         return "ok"
     except Exception as exc:  # report, don't raise: health must answer
         return f"error: {exc.__class__.__name__}"
+
+
+class _JsonErrors:
+    """Errors as JSON even on views whose success renderer is YAML or HTML (schema, docs)."""
+
+    def handle_exception(self, exc):
+        self.request.accepted_renderer = JSONRenderer()
+        self.request.accepted_media_type = JSONRenderer.media_type
+        return super().handle_exception(exc)
+
+
+class Schema(_JsonErrors, SpectacularAPIView):
+    """The OpenAPI schema, JSON by default (`?format=yaml` for YAML); token or dashboard session."""
+
+    authentication_classes = [BearerTokenAuthentication, SessionAuthentication]
+    permission_classes = [IsAuthenticated]
+    renderer_classes = [OpenApiJsonRenderer, OpenApiJsonRenderer2, OpenApiYamlRenderer, OpenApiYamlRenderer2]
+
+
+class Docs(_JsonErrors, SpectacularSwaggerView):
+    """Swagger UI over the schema; token or dashboard session."""
+
+    authentication_classes = [BearerTokenAuthentication, SessionAuthentication]
+    permission_classes = [IsAuthenticated]

@@ -1,8 +1,17 @@
 import os
+import signal
 
 import uvicorn
 from django.conf import settings
 from django.core.management.base import BaseCommand
+
+
+class _Stop(Exception):
+    """SIGINT/SIGTERM, re-raised by uvicorn after its graceful shutdown."""
+
+
+def _stop(signum, frame):
+    raise _Stop
 
 
 class Command(BaseCommand):
@@ -18,9 +27,18 @@ class Command(BaseCommand):
             from optio.embedded import EmbeddedCelery
 
             embedded = EmbeddedCelery().start()
-        self.stdout.write(f"Optio serving on http://{host}:{port} ({'embedded' if embedded else 'production'} mode)")
+        mode = "embedded" if embedded else "production"
+        self.stdout.write(f"Optio serving on http://{host}:{port} ({mode} mode); Ctrl-C stops it.")
+        # uvicorn shuts down gracefully on a signal, restores the previous handler and raises
+        # the signal again; with these handlers that ends here instead of killing the process
+        # before the embedded worker and beat threads are stopped.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, _stop)
         try:
             uvicorn.run("optio.asgi:application", host=host, port=port, log_level="warning", lifespan="off")
+        except _Stop:
+            pass
         finally:
             if embedded:
                 embedded.stop()
+        self.stdout.write("Optio stopped.")
