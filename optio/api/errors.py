@@ -91,6 +91,6 @@ def document_error_responses(result, generator, request, public):
     for path_item in result.get("paths", {}).values():
         for operation in path_item.values():
             responses = operation.setdefault("responses", {})
-            if not any(str(code).startswith("4") for code in responses):
-                responses["4XX"] = {"$ref": "#/components/responses/Error"}
+            # Specific 4xx codes an operation documents win; 4XX covers the rest (401, 404, 413 ...).
+            responses.setdefault("4XX", {"$ref": "#/components/responses/Error"})
     return result

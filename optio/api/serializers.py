@@ -129,7 +129,7 @@ class RepoSerializer(serializers.ModelSerializer):
     slackWebhookUrl = SlackWebhookUrlField()
     slackNotifyOn = SlackNotifyOnField(source="slack_notify_on", required=False, allow_empty=True, max_length=10)
     slackLastError = serializers.CharField(source="slack_last_error", read_only=True)
-    slackLastErrorAt = serializers.DateTimeField(source="slack_last_error_at", read_only=True)
+    slackLastErrorAt = serializers.DateTimeField(source="slack_last_error_at", read_only=True, allow_null=True)
     createdAt = serializers.DateTimeField(source="created_at", read_only=True)
     updatedAt = serializers.DateTimeField(source="updated_at", read_only=True)
 
