@@ -138,6 +138,8 @@ class Receiver:
                 self._answer(receiver._next_mode(self.path))
 
             def _send(self, status: int, body: bytes = b"ok", headers: dict | None = None) -> None:
+                if status in (204, 304):
+                    body = b""  # these never carry a body; sending one would desync the connection
                 self.send_response(status)
                 self.send_header("Content-Type", "text/plain")
                 self.send_header("Content-Length", str(len(body)))
