@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Min, Q
 from django.utils import timezone
 
 from integrations import http
@@ -124,7 +124,16 @@ def delete(webhook: Webhook) -> None:
 def missed_since(webhook: Webhook) -> datetime | None:
     """Where a replay should start for a disabled endpoint: when it began failing, or when it was disabled."""
     candidates = [t for t in (webhook.failing_since, webhook.disabled_at) if t is not None]
-    return min(candidates) if candidates else None
+    if not candidates:
+        return None
+    start = min(candidates)
+    # A delivery that failed in that period may have been created before it (retries take hours).
+    first = (
+        Delivery.objects.filter(webhook=webhook, status=DeliveryStatus.FAILED, finished_at__gte=start)
+        .aggregate(first=Min("created_at"))
+        .get("first")
+    )
+    return min(start, first) if first else start
 
 
 def _subscribed(webhook: Webhook) -> Q:
