@@ -125,7 +125,7 @@ def webhook_detail(request, pk):
         if not offer:
             messages.success(request, "Saved.")
             return redirect("webhook-detail", pk=webhook.pk)
-    context.update(form=form, offer=offer, missed_since=endpoints.missed_since(webhook))
+    context.update(webhook=webhook, form=form, offer=offer)
     return render(request, "webhooks/detail.html", context)
 
 
