@@ -31,8 +31,8 @@ from django.utils import timezone
 
 from integrations import http
 from optio.models import Event
-from webhooks import conf, signing
-from webhooks.models import Attempt, AttemptTrigger, Delivery, DeliveryStatus, Webhook
+from webhooks import conf, signing, sql
+from webhooks.models import Attempt, AttemptTrigger, Delivery, DeliveryStatus, Webhook, message_id
 
 log = logging.getLogger(__name__)
 
@@ -71,32 +71,45 @@ def create_for_event(event: Event, webhooks: list[Webhook] | None = None, *, enq
     now = timezone.now()
     size = len(body.encode())
     too_large = size > conf.MAX_PAYLOAD_BYTES
-    rows = [
-        Delivery(
-            webhook_id=w.pk,
-            event_id=event.seq,
-            event_name=event.name,
-            body=body,
-            status=FAILED if too_large else PENDING,
-            next_attempt_at=None if too_large else now,
-            finished_at=now if too_large else None,
-            enqueued_at=now if enqueue else None,
-            last_error=(
+    fields = [
+        {
+            "public_id": message_id(event.public_id, w.pk),
+            "webhook_id": w.pk,
+            "event_id": event.seq,
+            "event_name": event.name,
+            "body": body,
+            "status": FAILED if too_large else PENDING,
+            "success": False,
+            "attempt_count": 0,
+            "scheduled_attempts": 0,
+            "next_attempt_at": None if too_large else now,
+            "enqueued_at": now if enqueue else None,
+            "last_error": (
                 f"Not sent: the payload is {size} bytes and the limit is {conf.MAX_PAYLOAD_BYTES} bytes."
                 if too_large
                 else ""
             ),
-            created_at=now,
-        )
+            "created_at": now,
+            "finished_at": now if too_large else None,
+        }
         for w in hooks
     ]
+    unsent = Delivery.objects.filter(
+        event_id=event.seq, webhook_id__in=[w.pk for w in hooks], status=PENDING, attempt_count=0
+    ).values_list("pk", flat=True)
+    if sql.usable():
+        # Outside a transaction on PostgreSQL: one round trip when every row is new (the usual case).
+        ids = sql.insert_deliveries(fields)
+        if len(ids) < len(fields):  # some existed (a re-dispatch, or a test created in its request)
+            ids = list(unsent)
+        elif too_large:
+            ids = []
+        if enqueue and ids:
+            enqueue_ids(ids)
+        return ids
     with transaction.atomic():
-        Delivery.objects.bulk_create(rows, ignore_conflicts=True)
-        ids = list(
-            Delivery.objects.filter(
-                event_id=event.seq, webhook_id__in=[w.pk for w in hooks], status=PENDING, attempt_count=0
-            ).values_list("pk", flat=True)
-        )
+        Delivery.objects.bulk_create([Delivery(**f) for f in fields], ignore_conflicts=True)
+        ids = list(unsent)
         if enqueue and ids:
             transaction.on_commit(lambda: enqueue_ids(ids))
     return ids
@@ -182,7 +195,9 @@ def next_delay(scheduled_attempts: int, retry_after: float | None = None) -> flo
 def attempt(delivery_id: int, *, manual: bool = False) -> str | None:
     """Claim, send and record one attempt of a delivery. Returns the resulting status, or None
     when there was nothing to do (not due, already claimed elsewhere, finished, or gone)."""
-    claimed = _claim(delivery_id, manual)
+    claimed = _claim_fast(delivery_id) if not manual and sql.usable() else None
+    if claimed is None:
+        claimed = _claim(delivery_id, manual)  # also settles a due delivery of a disabled endpoint
     if claimed is None:
         return None
     delivery, number, prior = claimed
@@ -222,13 +237,60 @@ def attempt(delivery_id: int, *, manual: bool = False) -> str | None:
         request_headers=signing.redact(sent),
         response_status=resp.status if resp is not None else None,
         response_headers=_response_headers(resp),
-        response_body=resp.body.decode("utf-8", errors="replace") if resp is not None else "",
+        response_body=_text(resp.body.decode("utf-8", errors="replace")) if resp is not None else "",
         response_truncated=bool(resp and resp.truncated),
         success=outcome.success,
         error_class=outcome.error_class,
         error=outcome.error,
     )
     return _record(delivery, number, record, outcome, manual, prior)
+
+
+def _claim_fast(delivery_id: int) -> tuple[Delivery, int, str] | None:
+    now = timezone.now()
+    row = sql.claim_scheduled(delivery_id, now, now + conf.lease(), conf.TEST_EVENT)
+    if row is None:
+        return None
+    hook = Webhook(
+        id=row["w_id"],
+        url=row["w_url"],
+        secret_encrypted=row["w_secret_encrypted"],
+        previous_secret_encrypted=row["w_previous_secret_encrypted"],
+        previous_secret_expires_at=row["w_previous_secret_expires_at"],
+        active=row["w_active"],
+        last_success_at=row["w_last_success_at"],
+        failing_since=row["w_failing_since"],
+    )
+    item = Delivery(
+        id=row["d_id"],
+        public_id=row["d_public_id"],
+        webhook_id=hook.id,
+        event_name=row["d_event_name"],
+        body=row["d_body"],
+        status=SENDING,
+        next_attempt_at=row["d_next_attempt_at"],
+        scheduled_attempts=row["d_scheduled_attempts"],
+        attempt_count=row["d_attempt_count"],
+    )
+    item.webhook = hook
+    prior = row["o_status"]
+    if prior == SENDING:
+        _record_lost_attempt(item, row["o_claimed_until"], now)
+        prior = PENDING
+    return item, item.attempt_count, prior
+
+
+def _record_lost_attempt(item: Delivery, claimed_until: datetime | None, now: datetime) -> None:
+    Attempt.objects.create(
+        delivery_id=item.pk,
+        number=item.attempt_count - 1,
+        trigger=AttemptTrigger.SCHEDULED,
+        started_at=claimed_until - conf.lease() if claimed_until else now,
+        request_url=item.webhook.url,
+        error_class="worker_lost",
+        error="The worker sending this attempt stopped before it recorded a response; "
+        "the receiver may or may not have received it.",
+    )
 
 
 def _claim(delivery_id: int, manual: bool) -> tuple[Delivery, int, str] | None:
@@ -259,19 +321,11 @@ def _claim(delivery_id: int, manual: bool) -> tuple[Delivery, int, str] | None:
         changes["scheduled_attempts"] = delivery.scheduled_attempts + 1
     if not unchanged.update(**changes):
         return None  # another worker claimed it between our read and our write
-    if stale:
-        Attempt.objects.create(
-            delivery_id=delivery.pk,
-            number=delivery.attempt_count,
-            trigger=AttemptTrigger.SCHEDULED,
-            started_at=delivery.claimed_until - conf.lease() if delivery.claimed_until else now,
-            request_url=hook.url,
-            error_class="worker_lost",
-            error="The worker sending this attempt stopped before it recorded a response; "
-            "the receiver may or may not have received it.",
-        )
+    previous_lease = delivery.claimed_until
     for field, value in changes.items():
         setattr(delivery, field, value)
+    if stale:
+        _record_lost_attempt(delivery, previous_lease, now)
     return delivery, number, PENDING if stale else prior
 
 
@@ -304,10 +358,13 @@ def _record(delivery: Delivery, number: int, record: Attempt, outcome: Outcome, 
     if status in (SUCCESS, FAILED):
         changes["next_attempt_at"] = None
         changes["finished_at"] = now
-    with transaction.atomic():
-        record.save(force_insert=True)
-        # Only the holder of this claim may settle the row (a sweeper may have re-leased it).
-        Delivery.objects.filter(pk=delivery.pk, attempt_count=number, status=SENDING).update(**changes)
+    # Only the holder of this claim may settle the row (a sweeper may have re-leased it).
+    if sql.usable():
+        sql.record_attempt({c: getattr(record, c) for c in sql.ATTEMPT_COLUMNS}, delivery.pk, number, changes)
+    else:
+        with transaction.atomic():
+            record.save(force_insert=True)
+            Delivery.objects.filter(pk=delivery.pk, attempt_count=number, status=SENDING).update(**changes)
     _update_health(delivery.webhook, outcome, now)
     if queue_now:
         enqueue_ids([delivery.pk], countdown=delay)
@@ -317,7 +374,11 @@ def _record(delivery: Delivery, number: int, record: Attempt, outcome: Outcome, 
 def _response_headers(resp: http.Response | None) -> dict[str, str]:
     if resp is None:
         return {}
-    return {k: ("[redacted]" if k in ("set-cookie", "authorization") else v) for k, v in resp.headers.items()}
+    return {k: ("[redacted]" if k in ("set-cookie", "authorization") else _text(v)) for k, v in resp.headers.items()}
+
+
+def _text(value: str) -> str:
+    return value.replace("\x00", "\ufffd")  # PostgreSQL text and jsonb cannot hold NUL
 
 
 # --- endpoint health ----------------------------------------------------------------------
@@ -326,6 +387,9 @@ def _response_headers(resp: http.Response | None) -> dict[str, str]:
 def _update_health(webhook: Webhook, outcome: Outcome, now: datetime) -> None:
     hooks = Webhook.objects.filter(pk=webhook.pk)
     if outcome.success:
+        recent = now - timedelta(seconds=5)
+        if webhook.failing_since is None and webhook.last_success_at and webhook.last_success_at >= recent:
+            return  # healthy and recorded moments ago: no write at all
         # Throttled: under load thousands of successes a second would all rewrite one row.
         hooks.filter(
             Q(failing_since__isnull=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import datetime
 
@@ -91,6 +92,12 @@ class DeliveryStatus(models.TextChoices):
 
 def _message_id() -> str:
     return "msg_" + uuid.uuid4().hex
+
+
+def message_id(event_public_id: str, webhook_id: int) -> str:
+    """The webhook-id of the delivery of one event to one endpoint. Derived, not random, so a
+    delivery re-created after a database crash keeps the id receivers deduplicate on."""
+    return "msg_" + hashlib.sha256(f"{event_public_id}:{webhook_id}".encode()).hexdigest()[:32]
 
 
 class Delivery(models.Model):

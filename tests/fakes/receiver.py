@@ -17,17 +17,20 @@ byte per pause), "huge:<bytes>" (a 200 with a body that large), "close" (drops t
 
 `FastReceiver` is a lean asyncio server for benchmarks: it answers 200 to everything and
 remembers only the arrival time of each `webhook-id`; `GET /_receipts` hands them over.
-Run it in its own process with `FastReceiver.spawn()`.
+Run it in its own process with `FastReceiver.spawn()` (`python -m tests.fakes.receiver --fast`).
 """
 
 from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import unquote
 
 
@@ -216,7 +219,7 @@ class FastReceiver:
     def __init__(self) -> None:
         self.receipts: list[tuple[str, float]] = []
 
-    def serve(self, port_pipe) -> None:
+    def serve(self, announce) -> None:
         import asyncio
 
         import httptools
@@ -229,7 +232,6 @@ class FastReceiver:
                 self.parser = httptools.HttpRequestParser(self)
                 self.hook_id = ""
                 self.url = b""
-                self.header_name = b""
 
             def data_received(self, data):
                 try:
@@ -259,27 +261,25 @@ class FastReceiver:
         async def main():
             loop = asyncio.get_running_loop()
             server = await loop.create_server(Protocol, "127.0.0.1", 0, backlog=512)
-            port_pipe.send(server.sockets[0].getsockname()[1])
-            port_pipe.close()
+            announce(server.sockets[0].getsockname()[1])
             await server.serve_forever()
 
         asyncio.run(main())
 
     @classmethod
-    def spawn(cls):
-        """Start one in a child process; returns (process, url). Terminate the process when done."""
-        import multiprocessing
-
-        ctx = multiprocessing.get_context("spawn")
-        parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_serve_fast, args=(child,), daemon=True)
-        proc.start()
-        if not parent.poll(20):
+    def spawn(cls) -> tuple[subprocess.Popen, str]:
+        """Start one in a child process; returns (process, base URL). Kill the process when done."""
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.fakes.receiver", "--fast"],
+            cwd=Path(__file__).resolve().parents[2],
+            stdout=subprocess.PIPE,
+        )
+        line = proc.stdout.readline().decode().strip()
+        if not line.isdigit():
             proc.kill()
-            raise RuntimeError("the benchmark receiver did not start")
-        port = parent.recv()
-        return proc, f"http://127.0.0.1:{port}"
+            raise RuntimeError(f"the benchmark receiver did not start ({line!r})")
+        return proc, f"http://127.0.0.1:{line}"
 
 
-def _serve_fast(pipe) -> None:
-    FastReceiver().serve(pipe)
+if __name__ == "__main__" and sys.argv[1:] == ["--fast"]:
+    FastReceiver().serve(lambda port: print(port, flush=True))
