@@ -64,13 +64,34 @@ def create_for_event(event: Event, webhooks: list[Webhook] | None = None, *, enq
     twice; what is queued again is only what has not been attempted yet, and the claim
     makes a duplicate message harmless.
     """
-    hooks = targets(event) if webhooks is None else webhooks
-    if not hooks:
-        return []
     body = serialize(event)
     now = timezone.now()
     size = len(body.encode())
     too_large = size > conf.MAX_PAYLOAD_BYTES
+    too_large_error = f"Not sent: the payload is {size} bytes and the limit is {conf.MAX_PAYLOAD_BYTES} bytes."
+    if webhooks is None and event.name != conf.TEST_EVENT and sql.usable():
+        # The usual case on PostgreSQL: pick the subscribed webhooks and insert in one round trip.
+        rows = sql.create_for_subscribers(
+            {
+                "evt": event.public_id,
+                "seq": event.seq,
+                "name": event.name,
+                "body": body,
+                "status": FAILED if too_large else PENDING,
+                "next_attempt_at": None if too_large else now,
+                "enqueued_at": now if enqueue else None,
+                "last_error": too_large_error if too_large else "",
+                "now": now,
+                "finished_at": now if too_large else None,
+            }
+        )
+        ids = [pk for pk, status, attempts in rows if status == PENDING and attempts == 0]
+        if enqueue and ids:
+            enqueue_ids(ids)
+        return ids
+    hooks = targets(event) if webhooks is None else webhooks
+    if not hooks:
+        return []
     fields = [
         {
             "public_id": message_id(event.public_id, w.pk),
@@ -84,11 +105,7 @@ def create_for_event(event: Event, webhooks: list[Webhook] | None = None, *, enq
             "scheduled_attempts": 0,
             "next_attempt_at": None if too_large else now,
             "enqueued_at": now if enqueue else None,
-            "last_error": (
-                f"Not sent: the payload is {size} bytes and the limit is {conf.MAX_PAYLOAD_BYTES} bytes."
-                if too_large
-                else ""
-            ),
+            "last_error": too_large_error if too_large else "",
             "created_at": now,
             "finished_at": now if too_large else None,
         }
@@ -123,13 +140,15 @@ def on_event(event: Event) -> None:
 def enqueue_ids(ids: list[int], *, manual: bool = False, countdown: float | None = None) -> None:
     from webhooks.tasks import deliver
 
-    for pk in ids:
-        try:
-            deliver.apply_async((pk,), {"manual": manual} if manual else None, countdown=countdown)
-        except Exception:
-            if manual:
-                raise  # the caller tells the person; nothing else would retry a manual send
-            log.warning("could not enqueue webhook delivery %s; the sweeper will pick it up", pk, exc_info=True)
+    kwargs = {"manual": True} if manual else None
+    try:
+        with deliver.app.producer_or_acquire() as producer:  # one broker connection for the batch
+            for pk in ids:
+                deliver.apply_async((pk,), kwargs, countdown=countdown, producer=producer)
+    except Exception:
+        if manual:
+            raise  # the caller tells the person; nothing else would retry a manual send
+        log.warning("could not enqueue webhook deliveries %s; the sweeper will pick them up", ids, exc_info=True)
 
 
 # --- sending ------------------------------------------------------------------------------

@@ -207,3 +207,16 @@ def redeliver(item: Delivery) -> None:
     if item.status == DeliveryStatus.SENDING and item.claimed_until and item.claimed_until > timezone.now():
         raise Busy("This delivery is being sent right now; wait for the attempt to finish.")
     delivery.enqueue_ids([item.pk], manual=True)
+
+
+@transaction.atomic
+def reencrypt_secrets() -> int:
+    """Move every stored signing secret to the newest OPTIO_SECRET_KEYS key (after a key rotation)."""
+    count = 0
+    for hook in Webhook.objects.select_for_update():
+        hook.secret_encrypted = crypto.rotate(hook.secret_encrypted)
+        if hook.previous_secret_encrypted:
+            hook.previous_secret_encrypted = crypto.rotate(hook.previous_secret_encrypted)
+        hook.save(update_fields=["secret_encrypted", "previous_secret_encrypted"])
+        count += 1
+    return count

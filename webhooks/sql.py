@@ -78,6 +78,32 @@ def insert_deliveries(rows: list[dict]) -> list[int]:
     return [r[0] for r in _run(statement, params)]
 
 
+def create_for_subscribers(values: dict) -> list[tuple[int, str, int]]:
+    """Create the deliveries of one event to every active webhook subscribed to it, choosing the
+    webhooks in the same statement. Returns (id, status, attempt_count) of each delivery of the
+    event, new or already there (a re-dispatch), so the caller can queue what is unsent.
+
+    Pattern matching mirrors models.pattern_matches; the id mirrors models.message_id.
+    """
+    statement = """
+        INSERT INTO webhook_deliveries (public_id, webhook_id, event_id, event_name, body, status, success,
+            attempt_count, scheduled_attempts, next_attempt_at, enqueued_at, last_error, created_at, finished_at)
+        SELECT 'msg_' || left(encode(sha256(convert_to(%(evt)s || ':' || w.id, 'UTF8')), 'hex'), 32),
+            w.id, %(seq)s, %(name)s, %(body)s, %(status)s, false, 0, 0,
+            %(next_attempt_at)s, %(enqueued_at)s, %(last_error)s, %(now)s, %(finished_at)s
+        FROM webhooks AS w
+        WHERE w.active AND EXISTS (
+            SELECT 1 FROM jsonb_array_elements_text(w.events) AS p(pattern)
+            WHERE p.pattern = '*' OR p.pattern = %(name)s OR (
+                right(p.pattern, 2) = '.*'
+                AND left(%(name)s, length(p.pattern) - 1) = left(p.pattern, length(p.pattern) - 1)
+            )
+        )
+        ON CONFLICT ON CONSTRAINT delivery_one_per_event_webhook DO UPDATE SET event_name = EXCLUDED.event_name
+        RETURNING id, status, attempt_count"""
+    return [tuple(r) for r in _run(statement, values)]
+
+
 CLAIM_RETURNING = (
     "o.status",
     "o.claimed_until",

@@ -279,3 +279,24 @@ def test_schema_documents_the_webhook_routes(api):
     text = resp.content.decode()
     for path in ("/api/webhooks/{id}/deliveries", "/api/webhooks/deliveries/{delivery_id}/redeliver"):
         assert path in text
+
+
+def test_secrets_follow_an_encryption_key_rotation(created, settings):
+    from cryptography.fernet import Fernet
+    from django.core.management import call_command
+
+    from optio import crypto
+
+    old_key = Fernet.generate_key().decode()
+    new_key = Fernet.generate_key().decode()
+    settings.CONFIG = type(settings.CONFIG)(**{**settings.CONFIG.__dict__, "secret_keys": (old_key,)})
+    crypto.reset_keys()
+    hook = Webhook.objects.get(pk=created["id"])
+    hook.secret_encrypted = crypto.encrypt(SECRET)
+    hook.save()
+    settings.CONFIG = type(settings.CONFIG)(**{**settings.CONFIG.__dict__, "secret_keys": (new_key, old_key)})
+    crypto.reset_keys()
+    call_command("rotate_webhook_secrets")
+    settings.CONFIG = type(settings.CONFIG)(**{**settings.CONFIG.__dict__, "secret_keys": (new_key,)})
+    crypto.reset_keys()
+    assert Webhook.objects.get(pk=created["id"]).signing_secrets() == [SECRET]

@@ -113,3 +113,17 @@ def test_creation_is_idempotent_and_the_webhook_id_is_derived(pg):
         delivery.create_for_event(event, enqueue=False)  # as if re-created after a crash lost it
         assert Delivery.objects.get().public_id == d.public_id
         assert hook.pk == d.webhook_id
+
+
+def test_the_sql_subscription_match_agrees_with_python(pg):
+    patterns = [["*"], ["task.*"], ["task.completed"], ["task.failed", "task.queued"], ["task.pr_opened"]]
+    hooks = [endpoints.create(url=f"http://127.0.0.1:9/{i}", events=p, secret="s3cret") for i, p in enumerate(patterns)]
+    off = endpoints.create(url="http://127.0.0.1:9/off", events=["*"], secret="s3cret", active=False)
+    for name in ("task.completed", "task.failed", "task.created", "task.pr_opened", "tasks.completed"):
+        event = _event(name)
+        expected = {h.pk for h in delivery.targets(event)}
+        delivery.create_for_event(event, enqueue=False)  # the one-statement PostgreSQL path
+        got = set(Delivery.objects.filter(event=event).values_list("webhook_id", flat=True))
+        assert got == expected, name
+        assert off.pk not in got
+    assert {h.pk for h in hooks} == set(Delivery.objects.values_list("webhook_id", flat=True))
