@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from optio import crypto
@@ -19,8 +20,8 @@ class WebhookWriteSerializer(serializers.Serializer):
     active = serializers.BooleanField(required=False)
 
 
-class HealthSerializer(serializers.Serializer):
-    status = serializers.ChoiceField(choices=["new", "healthy", "failing", "disabled"], source="health")
+class WebhookHealthSerializer(serializers.Serializer):
+    status = serializers.CharField(source="health", help_text="new, healthy, failing or disabled")
     lastSuccessAt = serializers.DateTimeField(source="last_success_at", allow_null=True)
     lastFailureAt = serializers.DateTimeField(source="last_failure_at", allow_null=True)
     failingSince = serializers.DateTimeField(source="failing_since", allow_null=True)
@@ -34,7 +35,7 @@ class WebhookSerializer(serializers.ModelSerializer):
     secretRotationEndsAt = serializers.SerializerMethodField(
         help_text="While set, the previous secret also signs (webhook-signature carries both)."
     )
-    health = HealthSerializer(source="*", read_only=True)
+    health = WebhookHealthSerializer(source="*", read_only=True)
     createdAt = serializers.DateTimeField(source="created_at", read_only=True)
     updatedAt = serializers.DateTimeField(source="updated_at", read_only=True)
 
@@ -74,7 +75,8 @@ class WebhookUpdateResultSerializer(WebhookSerializer):
     class Meta(WebhookSerializer.Meta):
         fields = [*WebhookSerializer.Meta.fields, "replayOffer"]
 
-    def get_replayOffer(self, obj) -> ReplayOfferSerializer | None:
+    @extend_schema_field(ReplayOfferSerializer(allow_null=True))
+    def get_replayOffer(self, obj):
         offer = self.context.get("replay_offer")
         return ReplayOfferSerializer(offer).data if offer else None
 
