@@ -58,7 +58,8 @@ class Workers:
         if beat:
             cmd += ["-B", "-s", str(self.tmp / f"beat-{name}")]
         log = open(self.tmp / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        # A session of its own, so stop() can kill the worker with its children (-B forks a beat process).
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.procs.append(proc)
         return proc
 
@@ -74,8 +75,10 @@ class Workers:
 
     def stop(self) -> None:
         for proc in self.procs:
-            if proc.poll() is None:
-                proc.kill()
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # the worker and anything it forked
+            except ProcessLookupError:
+                pass
         for proc in self.procs:
             proc.wait(timeout=10)
         with self.sender.connection_for_write() as conn:
