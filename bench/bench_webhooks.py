@@ -136,7 +136,9 @@ def child() -> None:
     )
     target = "met" if paced["p99"] < 100 else "MISSED"
     print(f"\np99 at 50 events/s: {paced['p99']:.1f} ms (target < 100 ms: {target})")
-    print(f"load average at the end (1, 5, 15 min; {os.cpu_count()} CPUs): {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    print(
+        f"load average at the end (1, 5, 15 min; {os.cpu_count()} CPUs): {' '.join(f'{x:.1f}' for x in os.getloadavg())}"
+    )
 
 
 def _row(name: str, result: dict) -> list:
