@@ -6,24 +6,30 @@ What it guarantees, so callers do not have to:
   unspecified ranges (IPv4-mapped IPv6 included), and the connection is made to the
   checked address (no second DNS lookup an attacker could change in between);
 - TLS is still verified against the host name;
-- connect timeout 3 s and an overall deadline (15 s by default) that also bounds a
-  slow-dripping response; response bodies are capped;
+- connect timeout 3 s and an overall deadline (15 s by default) that bounds the whole
+  exchange, a server dripping its headers or body byte by byte included (a watchdog
+  thread shuts the socket down when the deadline passes); response bodies are capped;
 - redirects are never followed: a 3xx is returned to the caller as it is;
-- connections are pooled per (scheme, host, port, address).
+- connections are pooled per (scheme, host, port, address), with a bounded number of pools.
 
 `OPTIO_ALLOW_PRIVATE_URLS=1` lets requests reach private addresses (development, tests).
 """
 
 from __future__ import annotations
 
+import heapq
 import ipaddress
+import itertools
+import os
 import socket
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import urllib3
+import urllib3.connection
 from django.conf import settings
 
 CONNECT_TIMEOUT = 3.0
@@ -31,7 +37,10 @@ TOTAL_TIMEOUT = 15.0
 MAX_RESPONSE_BYTES = 1024 * 1024
 USER_AGENT = "Optio/1.0 (+self-hosted)"
 
+MAX_POOLS = 256
+
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
 class OutboundError(Exception):
@@ -91,8 +100,17 @@ class Response:
 
 
 def _blocked_reason(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return _blocked_reason(ip.ipv4_mapped)
+    if isinstance(ip, ipaddress.IPv6Address):
+        # IPv6 forms that carry an IPv4 address reach that address: check what they embed.
+        embedded = ip.ipv4_mapped or ip.sixtofour
+        if embedded is None and ip in _NAT64:
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None:
+            return _blocked_reason(embedded)
+        if ip.teredo is not None:
+            return "a Teredo tunnel address"
+        if ip.is_site_local:
+            return "a site-local address"
     if ip.is_loopback:
         return "a loopback address"
     if ip.is_link_local:
@@ -103,9 +121,11 @@ def _blocked_reason(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | 
         return "an unspecified address"
     if isinstance(ip, ipaddress.IPv4Address) and ip in _CGNAT:
         return "a carrier-grade NAT address"
+    if ip.is_reserved:
+        return "a reserved address"
     if ip.is_private:
         return "a private network address"
-    if ip.is_reserved or not ip.is_global:
+    if not ip.is_global:
         return "a reserved address"
     return None
 
@@ -142,11 +162,13 @@ def resolve(url: str, *, allow_private: bool | None = None) -> Target:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
         raise InvalidUrl(f"The host {host!r} could not be resolved.") from None
-    addresses = []
+    addresses: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
     for info in infos:
         ip = ipaddress.ip_address(info[4][0].split("%")[0])
         if ip not in addresses:
             addresses.append(ip)
+    if not addresses:
+        raise InvalidUrl(f"The host {host!r} has no addresses.")
     if not allow_private:
         for ip in addresses:
             reason = _blocked_reason(ip)
@@ -166,7 +188,75 @@ def check_url(url: str) -> None:
     resolve(url)
 
 
-_pools: dict[tuple, urllib3.HTTPConnectionPool] = {}
+class _Watchdog:
+    """One daemon thread that shuts down the socket of any request that outlives its deadline.
+
+    Socket timeouts bound each read, not the exchange: a server dripping one byte every few
+    seconds would otherwise hold a worker for as long as it likes.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int]] = []
+        self._live: dict[int, socket.socket] = {}
+        self._ids = itertools.count(1)
+        self._thread: threading.Thread | None = None
+
+    def watch(self, sock: socket.socket, deadline: float) -> int:
+        with self._cond:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="http-deadlines", daemon=True)
+                self._thread.start()
+            token = next(self._ids)
+            self._live[token] = sock
+            heapq.heappush(self._heap, (deadline, token))
+            if self._heap[0][1] == token:
+                self._cond.notify()
+            return token
+
+    def cancel(self, token: int | None) -> None:
+        if token is not None:
+            with self._cond:
+                self._live.pop(token, None)
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                while self._heap and self._heap[0][0] <= now:
+                    _, token = heapq.heappop(self._heap)
+                    sock = self._live.pop(token, None)
+                    if sock is not None:
+                        try:
+                            # The plain socket's shutdown, also for TLS sockets: it wakes the blocked
+                            # reader without tearing down SSL state under its feet.
+                            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+                        except OSError:
+                            pass
+                self._cond.wait(self._heap[0][0] - now if self._heap else None)
+
+
+_watchdog = _Watchdog()
+_local = threading.local()
+
+
+class _DeadlineMixin:
+    def getresponse(self, *args, **kwargs):
+        deadline = getattr(_local, "deadline", None)
+        if deadline is not None and self.sock is not None:
+            _local.watch = _watchdog.watch(self.sock, deadline)
+        return super().getresponse(*args, **kwargs)
+
+
+class _HTTPConnection(_DeadlineMixin, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_DeadlineMixin, urllib3.connection.HTTPSConnection):
+    pass
+
+
+_pools: OrderedDict[tuple, urllib3.HTTPConnectionPool] = OrderedDict()
 _pools_lock = threading.Lock()
 
 
@@ -174,16 +264,33 @@ def _pool(target: Target) -> urllib3.HTTPConnectionPool:
     key = (target.scheme, target.host, target.port, target.address)
     with _pools_lock:
         pool = _pools.get(key)
-        if pool is None:
-            common = {"maxsize": 16, "block": False, "retries": False}
-            if target.scheme == "https":
-                pool = urllib3.HTTPSConnectionPool(
-                    target.address, target.port, server_hostname=target.host, assert_hostname=target.host, **common
-                )
-            else:
-                pool = urllib3.HTTPConnectionPool(target.address, target.port, **common)
-            _pools[key] = pool
+        if pool is not None:
+            _pools.move_to_end(key)
+            return pool
+        common = {"maxsize": 16, "block": False, "retries": False}
+        if target.scheme == "https":
+            pool = urllib3.HTTPSConnectionPool(
+                target.address, target.port, server_hostname=target.host, assert_hostname=target.host, **common
+            )
+            pool.ConnectionCls = _HTTPSConnection
+        else:
+            pool = urllib3.HTTPConnectionPool(target.address, target.port, **common)
+            pool.ConnectionCls = _HTTPConnection
+        _pools[key] = pool
+        while len(_pools) > MAX_POOLS:  # DNS answers change; do not keep every address ever seen
+            _pools.popitem(last=False)[1].close()
         return pool
+
+
+def _after_fork_in_child() -> None:
+    # A forked worker child must not share the parent's sockets, locks or watchdog thread.
+    global _watchdog, _pools_lock
+    _watchdog = _Watchdog()
+    _pools.clear()
+    _pools_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def request(
@@ -210,33 +317,59 @@ def request(
     send_headers.update(headers or {})
     started = time.monotonic()
     deadline = started + timeout
+    _local.deadline, _local.watch = deadline, None
+    try:
+        return _exchange(target, method, body, send_headers, started, deadline, timeout, connect_timeout, max_response)
+    finally:
+        _watchdog.cancel(_local.watch)
+        _local.deadline = _local.watch = None
+
+
+def _exchange(
+    target: Target,
+    method: str,
+    body: bytes | None,
+    headers: dict[str, str],
+    started: float,
+    deadline: float,
+    timeout: float,
+    connect_timeout: float,
+    max_response: int,
+) -> Response:
+    def late() -> bool:
+        return time.monotonic() >= deadline
+
     try:
         raw = _pool(target).urlopen(
             method,
             target.path,
             body=body,
-            headers=send_headers,
+            headers=headers,
             redirect=False,
             retries=False,
             assert_same_host=False,
             preload_content=False,
             timeout=urllib3.Timeout(connect=min(connect_timeout, timeout), read=timeout),
         )
+    except urllib3.exceptions.NewConnectionError as exc:  # before ConnectTimeoutError: it subclasses it
+        raise ConnectFailed(f"Could not connect to {target.host}:{target.port} ({_cause(exc)}).") from None
     except urllib3.exceptions.ConnectTimeoutError:
-        raise Timeout(f"Connecting to {target.host} timed out after {connect_timeout:g} s.") from None
+        raise Timeout(f"Connecting to {target.host} timed out after {min(connect_timeout, timeout):g} s.") from None
     except urllib3.exceptions.ReadTimeoutError:
         raise Timeout(f"{target.host} did not answer within {timeout:g} s.") from None
-    except urllib3.exceptions.NewConnectionError as exc:
-        raise ConnectFailed(f"Could not connect to {target.host}:{target.port} ({_cause(exc)}).") from None
     except urllib3.exceptions.SSLError as exc:
+        if late():
+            raise Timeout(f"{target.host} did not answer within {timeout:g} s.") from None
         raise ConnectFailed(f"TLS with {target.host} failed ({_cause(exc)}).") from None
     except (urllib3.exceptions.HTTPError, OSError) as exc:
+        if late():
+            raise Timeout(f"{target.host} did not answer within {timeout:g} s.") from None
         raise ConnectFailed(f"The request to {target.host} failed ({_cause(exc)}).") from None
 
     chunks, size, truncated = [], 0, False
     try:
         while True:
-            if time.monotonic() > deadline:
+            if late():
                 raise Timeout(f"{target.host} was still sending its response after {timeout:g} s.")
             chunk = raw.read(16384, decode_content=True)
             if not chunk:
@@ -247,13 +380,13 @@ def request(
                 break
             chunks.append(chunk)
             size += len(chunk)
-    except urllib3.exceptions.ReadTimeoutError:
-        raise Timeout(f"{target.host} did not finish its response within {timeout:g} s.") from None
     except (urllib3.exceptions.HTTPError, OSError) as exc:
+        if late() or isinstance(exc, urllib3.exceptions.ReadTimeoutError):
+            raise Timeout(f"{target.host} did not finish its response within {timeout:g} s.") from None
         raise ConnectFailed(f"Reading the response from {target.host} failed ({_cause(exc)}).") from None
     finally:
-        if truncated or time.monotonic() > deadline:
-            raw.close()  # an unread remainder would poison the pooled connection
+        if truncated or late():
+            raw.close()  # an unread remainder (or a socket the watchdog shut) would poison the pool
         else:
             raw.release_conn()
     return Response(

@@ -1,0 +1,333 @@
+"""Outgoing webhooks, end to end, on PostgreSQL + Redis + real Celery worker processes.
+
+Pipeline measured: Event row → dispatch task (the spine, as `events.publish` enqueues it on
+commit) → webhooks subscriber creates the Delivery rows → delivery task claims, signs, POSTs
+to a local receiver answering 200 and records the attempt. Event-to-receipt is the time from
+enqueueing an event's dispatch to the receiver reading the request.
+
+Ceiling, in the same run: the same signed bodies POSTed to the same receiver by plain pooled
+HTTP clients (urllib3, keep-alive) at the same concurrency: as many processes as worker
+processes, as many threads in each as worker threads.
+
+Scenarios: 5,000 events to one endpoint; 500 events to 10 endpoints; 50 events/s paced.
+The bench creates and drops its own database (optio_bench_webhooks) and uses a Redis
+database (OPTIO_BENCH_REDIS_URL, default redis://127.0.0.1:6379/2), whose `celery` queue it purges.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DB_NAME = "optio_bench_webhooks"
+PG = os.environ.get("OPTIO_BENCH_PG", "postgres://postgres@127.0.0.1:5432")
+REDIS = os.environ.get("OPTIO_BENCH_REDIS_URL", "redis://127.0.0.1:6379/2")
+WORKER_PROCESSES = int(os.environ.get("OPTIO_BENCH_WORKERS", "4"))
+# Deliveries wait on the network, so each worker process runs a thread pool (measured here:
+# 4 processes x 4 threads ~3x the throughput of 4 prefork processes on the same two cores).
+WORKER_THREADS = int(os.environ.get("OPTIO_BENCH_THREADS", "4"))
+CONCURRENCY = WORKER_PROCESSES * WORKER_THREADS
+SECRET = "whsec_YmVuY2htYXJrLXNlY3JldC1ieXRlcy0xMjM0NQ=="
+
+
+def main() -> None:
+    """Run the measurement in a child process: it needs Django configured for its own database."""
+    env = dict(
+        os.environ,
+        DATABASE_URL=f"{PG}/{DB_NAME}",
+        REDIS_URL=REDIS,
+        OPTIO_ALLOW_PRIVATE_URLS="1",
+        DJANGO_SETTINGS_MODULE="optio.settings",
+        PYTHONPATH=str(ROOT),
+    )
+    _recreate_database()
+    try:
+        subprocess.run([sys.executable, __file__, "--child"], cwd=ROOT, env=env, check=True, timeout=600)
+    finally:
+        _drop_database()
+
+
+def _admin_sql(sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
+        conn.execute(sql)
+
+
+def _recreate_database() -> None:
+    _drop_database()
+    _admin_sql(f"CREATE DATABASE {DB_NAME}")
+
+
+def _drop_database() -> None:
+    _admin_sql(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+
+
+# --- the child: everything below runs with Django set up on the bench database -------------
+
+
+def child() -> None:
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+    from tests.fakes.receiver import FastReceiver
+
+    receiver, base = FastReceiver.spawn()
+    workers = None
+    try:
+        _purge_queue()
+        workers = _start_workers()
+        _warm_up(base)
+        rows = []
+        results = {}
+        for title, events, endpoints in (
+            ("5,000 events → 1 endpoint", 5000, 1),
+            ("500 events → 10 endpoints", 500, 10),
+        ):
+            pipe = _burst(base, events, endpoints)
+            ceiling = _ceiling(base, pipe["bodies"])
+            results[title] = (pipe, ceiling)
+            rows.append(_row(f"{title}: Optio", pipe))
+            rows.append(_row(f"{title}: plain client (ceiling)", ceiling))
+        paced = _paced(base, rate=50, seconds=10)
+        rows.append(_row("50 events/s paced → 1 endpoint: Optio", paced))
+    finally:
+        if workers is not None:
+            _stop_workers(workers)
+        receiver.kill()
+        receiver.wait(5)
+
+    from common import table
+
+    print(
+        table(
+            f"Outgoing webhooks (PostgreSQL, Redis, {WORKER_PROCESSES} Celery worker processes x {WORKER_THREADS} "
+            "threads, local receiver; latency = event to receipt)",
+            ["scenario", "deliveries", "deliveries/s", "p50 ms", "p99 ms", "max ms"],
+            rows,
+        )
+    )
+    ratio_rows = []
+    for title, (pipe, ceiling) in results.items():
+        ratio_rows.append(
+            [
+                title,
+                pipe["rate"] / ceiling["rate"],
+                pipe["p50"] / ceiling["p50"] if ceiling["p50"] else float("nan"),
+                pipe["p99"] / ceiling["p99"] if ceiling["p99"] else float("nan"),
+            ]
+        )
+    print(
+        table(
+            "Optio / ceiling (target: throughput ratio ≥ 0.5)",
+            ["scenario", "throughput ratio", "p50 ratio", "p99 ratio"],
+            ratio_rows,
+        )
+    )
+    target = "met" if paced["p99"] < 100 else "MISSED"
+    print(f"\np99 at 50 events/s: {paced['p99']:.1f} ms (target < 100 ms: {target})")
+    print(
+        f"load average at the end (1, 5, 15 min; {os.cpu_count()} CPUs): {' '.join(f'{x:.1f}' for x in os.getloadavg())}"
+    )
+
+
+def _row(name: str, result: dict) -> list:
+    return [name, result["n"], result["rate"], result["p50"], result["p99"], result["max"]]
+
+
+def _purge_queue() -> None:
+    import redis
+
+    client = redis.Redis.from_url(REDIS)
+    client.delete("celery", "unacked", "unacked_index")
+
+
+def _start_workers() -> list[subprocess.Popen]:
+    procs = []
+    for i in range(WORKER_PROCESSES):
+        cmd = [sys.executable, "-m", "celery", "-A", "optio", "worker", "--pool=threads"]
+        cmd += [f"--concurrency={WORKER_THREADS}", "-n", f"bench{i}-{os.getpid()}@localhost"]
+        cmd += ["--without-heartbeat", "--without-mingle", "--without-gossip", "--loglevel=ERROR"]
+        procs.append(subprocess.Popen(cmd, cwd=ROOT, env=os.environ.copy(), stdout=subprocess.DEVNULL))
+    return procs
+
+
+def _stop_workers(procs: list[subprocess.Popen]) -> None:
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def _receipts(base: str) -> list[tuple[str, float]]:
+    import urllib3
+
+    return json.loads(urllib3.request("GET", base + "/_receipts").data)
+
+
+def _webhooks(base: str, count: int) -> list:
+    from webhooks import endpoints
+    from webhooks.models import Webhook
+
+    Webhook.objects.update(active=False)  # earlier scenarios' endpoints stop receiving
+    return [endpoints.create(url=f"{base}/hook/{i}", events=["task.*"], secret=SECRET) for i in range(count)]
+
+
+def _publish(count: int, pace: float | None = None) -> dict[int, float]:
+    """Write `count` task events and enqueue their dispatch exactly as events.publish does on
+    commit. Returns {event seq: time its dispatch was enqueued}."""
+    from optio.models import Event
+    from optio.tasks import dispatch_event
+
+    rows = Event.objects.bulk_create(
+        [
+            Event(
+                name="task.completed",
+                data={"taskId": f"bench-{i}", "title": "Add email validation", "state": "completed"},
+            )
+            for i in range(count)
+        ]
+    )
+    sent: dict[int, float] = {}
+    start = time.time()
+    for i, event in enumerate(rows):
+        if pace:
+            wait = start + i / pace - time.time()
+            if wait > 0:
+                time.sleep(wait)
+        sent[event.seq] = time.time()
+        dispatch_event.delay(event.seq)
+    return sent
+
+
+def _wait_done(expected: int, timeout: float) -> None:
+    from webhooks.models import Delivery
+
+    deadline = time.monotonic() + timeout
+    while Delivery.objects.filter(status="success").count() < expected:
+        if time.monotonic() > deadline:
+            done = Delivery.objects.filter(status="success").count()
+            raise RuntimeError(f"only {done} of {expected} deliveries succeeded within {timeout:.0f} s")
+        time.sleep(0.2)
+
+
+def _measure(base: str, sent: dict[int, float], expected: int) -> dict:
+    from common import summary
+
+    from webhooks.models import Delivery
+
+    _wait_done(expected, timeout=240)
+    receipts = _receipts(base)
+    by_id = dict(Delivery.objects.filter(status="success").values_list("public_id", "event_id"))
+    latencies = [(t - sent[by_id[hid]]) * 1000 for hid, t in receipts if by_id.get(hid) in sent]
+    first = min(sent.values())
+    last = max(t for _, t in receipts)
+    result = summary(latencies)
+    result["rate"] = len(latencies) / (last - first)
+    bodies = list(Delivery.objects.filter(status="success").values_list("public_id", "event_name", "body"))
+    result["bodies"] = bodies
+    return result
+
+
+def _reset() -> None:
+    from optio.models import Event
+    from webhooks.models import Attempt, Delivery
+
+    Attempt.objects.all().delete()
+    Delivery.objects.all().delete()
+    Event.objects.all().delete()
+
+
+def _warm_up(base: str) -> None:
+    """Let every worker process open its connections once before anything is timed."""
+    _webhooks(base, 1)
+    sent = _publish(WORKER_PROCESSES * 20)
+    _measure(base, sent, WORKER_PROCESSES * 20)
+    _reset()
+
+
+def _burst(base: str, events: int, endpoints: int) -> dict:
+    _webhooks(base, endpoints)
+    _receipts(base)  # clear
+    sent = _publish(events)
+    result = _measure(base, sent, events * endpoints)
+    _reset()
+    return result
+
+
+def _paced(base: str, rate: int, seconds: int) -> dict:
+    _webhooks(base, 1)
+    _receipts(base)
+    sent = _publish(rate * seconds, pace=rate)
+    result = _measure(base, sent, rate * seconds)
+    _reset()
+    return result
+
+
+# --- the ceiling: plain pooled HTTP clients -----------------------------------------------
+
+
+def _ceiling(base: str, bodies: list[tuple[str, str, str]]) -> dict:
+    from common import summary
+
+    from webhooks import signing
+
+    now = int(time.time())
+    requests = [
+        (f"{base}/hook/{i % 10}", body.encode(), signing.headers(name, hid, now, body.encode(), [SECRET]))
+        for i, (hid, name, body) in enumerate(bodies)
+    ]
+    _receipts(base)
+    shares = [requests[i::WORKER_PROCESSES] for i in range(WORKER_PROCESSES)]
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(WORKER_PROCESSES) as pool:
+        start = time.time()
+        parts = pool.map(_post_all, shares)
+        elapsed = time.time() - start
+    latencies = [x for part in parts for x in part]
+    result = summary(latencies)
+    result["rate"] = len(latencies) / elapsed
+    return result
+
+
+def _post_all(share: list[tuple[str, bytes, dict]]) -> list[float]:
+    """One client process: WORKER_THREADS threads sharing a keep-alive connection pool."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import urllib3
+
+    pool = urllib3.PoolManager(maxsize=WORKER_THREADS, retries=False)
+
+    def post(item) -> float:
+        url, body, headers = item
+        t = time.time()
+        resp = pool.request("POST", url, body=body, headers=headers)
+        if resp.status != 200:
+            raise RuntimeError(f"the receiver answered {resp.status}")
+        return (time.time() - t) * 1000
+
+    with ThreadPoolExecutor(WORKER_THREADS) as threads:
+        return list(threads.map(post, share))
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--child"]:
+        sys.path.insert(0, str(ROOT / "bench"))
+        child()
+    else:
+        sys.path.insert(0, str(ROOT / "bench"))
+        main()

@@ -1,0 +1,492 @@
+"""Deliveries: created per (event, webhook), claimed atomically, sent, recorded, retried.
+
+The life of a delivery:
+
+    pending ──claim──> sending ──2xx──> success
+       ^                  │──410, too large, retries exhausted──> failed
+       └──retry later─────┘
+
+A claim is a compare-and-set on (status, attempt_count), so of two workers holding the same
+message only one sends. A claim is a lease: a worker that dies mid-request leaves the row
+`sending` with an expired `claimed_until`, and the sweeper hands it to another worker, which
+first records the lost attempt. Retries are rows with a `next_attempt_at`, not ETA messages:
+the sweeper (a beat job) enqueues whatever is due, so nothing depends on the broker keeping
+a message for hours.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from integrations import http
+from optio.models import Event
+from webhooks import conf, signing, sql
+from webhooks.models import Attempt, AttemptTrigger, Delivery, DeliveryStatus, Webhook, message_id
+
+log = logging.getLogger(__name__)
+
+PENDING, SENDING, SUCCESS, FAILED = (
+    DeliveryStatus.PENDING,
+    DeliveryStatus.SENDING,
+    DeliveryStatus.SUCCESS,
+    DeliveryStatus.FAILED,
+)
+
+
+# --- creating deliveries ------------------------------------------------------------------
+
+
+def serialize(event: Event) -> str:
+    return json.dumps(event.envelope(), separators=(",", ":"), ensure_ascii=False)
+
+
+def targets(event: Event) -> list[Webhook]:
+    if event.name == conf.TEST_EVENT:  # a test goes to the one webhook it names, active or not
+        return list(Webhook.objects.filter(pk=event.data.get("webhookId")))
+    return [w for w in Webhook.objects.filter(active=True).only("id", "events") if w.subscribes_to(event.name)]
+
+
+def create_for_event(event: Event, webhooks: list[Webhook] | None = None, *, enqueue: bool = True) -> list[int]:
+    """The webhooks subscriber: one Delivery per matching webhook, each queued once this commits.
+
+    Idempotent: the (event, webhook) unique constraint makes a re-dispatch create nothing
+    twice; what is queued again is only what has not been attempted yet, and the claim
+    makes a duplicate message harmless.
+    """
+    body = serialize(event)
+    now = timezone.now()
+    size = len(body.encode())
+    too_large = size > conf.MAX_PAYLOAD_BYTES
+    too_large_error = f"Not sent: the payload is {size} bytes and the limit is {conf.MAX_PAYLOAD_BYTES} bytes."
+    if webhooks is None and event.name != conf.TEST_EVENT and sql.usable():
+        # The usual case on PostgreSQL: pick the subscribed webhooks and insert in one round trip.
+        rows = sql.create_for_subscribers(
+            {
+                "evt": event.public_id,
+                "seq": event.seq,
+                "name": event.name,
+                "body": body,
+                "status": FAILED if too_large else PENDING,
+                "next_attempt_at": None if too_large else now,
+                "enqueued_at": now if enqueue else None,
+                "last_error": too_large_error if too_large else "",
+                "now": now,
+                "finished_at": now if too_large else None,
+            }
+        )
+        ids = [pk for pk, status, attempts in rows if status == PENDING and attempts == 0]
+        if enqueue and ids:
+            enqueue_ids(ids)
+        return ids
+    hooks = targets(event) if webhooks is None else webhooks
+    if not hooks:
+        return []
+    fields = [
+        {
+            "public_id": message_id(event.public_id, w.pk),
+            "webhook_id": w.pk,
+            "event_id": event.seq,
+            "event_name": event.name,
+            "body": body,
+            "status": FAILED if too_large else PENDING,
+            "success": False,
+            "attempt_count": 0,
+            "scheduled_attempts": 0,
+            "next_attempt_at": None if too_large else now,
+            "enqueued_at": now if enqueue else None,
+            "last_error": too_large_error if too_large else "",
+            "created_at": now,
+            "finished_at": now if too_large else None,
+        }
+        for w in hooks
+    ]
+    unsent = Delivery.objects.filter(
+        event_id=event.seq, webhook_id__in=[w.pk for w in hooks], status=PENDING, attempt_count=0
+    ).values_list("pk", flat=True)
+    if sql.usable():
+        # Outside a transaction on PostgreSQL: one round trip when every row is new (the usual case).
+        ids = sql.insert_deliveries(fields)
+        if len(ids) < len(fields):  # some existed (a re-dispatch, or a test created in its request)
+            ids = list(unsent)
+        elif too_large:
+            ids = []
+        if enqueue and ids:
+            enqueue_ids(ids)
+        return ids
+    with transaction.atomic():
+        Delivery.objects.bulk_create([Delivery(**f) for f in fields], ignore_conflicts=True)
+        ids = list(unsent)
+        if enqueue and ids:
+            transaction.on_commit(lambda: enqueue_ids(ids))
+    return ids
+
+
+def on_event(event: Event) -> None:
+    """Registered with optio.events.subscribe("webhooks", ...)."""
+    create_for_event(event)
+
+
+def enqueue_ids(ids: list[int], *, manual: bool = False, countdown: float | None = None) -> None:
+    from webhooks.tasks import deliver
+
+    kwargs = {"manual": True} if manual else None
+    try:
+        with deliver.app.producer_or_acquire() as producer:  # one broker connection for the batch
+            for pk in ids:
+                deliver.apply_async((pk,), kwargs, countdown=countdown, producer=producer)
+    except Exception:
+        if manual:
+            raise  # the caller tells the person; nothing else would retry a manual send
+        log.warning("could not enqueue webhook deliveries %s; the sweeper will pick them up", ids, exc_info=True)
+
+
+# --- sending ------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    success: bool
+    status_code: int | None = None
+    error_class: str = ""
+    error: str = ""
+    retry: bool = True  # on failure: may a later attempt succeed?
+    retry_after: float | None = None
+    gone: bool = False
+
+
+def classify(resp: http.Response) -> Outcome:
+    status = resp.status
+    if 200 <= status < 300:
+        return Outcome(True, status)
+    if status == 410:
+        return Outcome(False, status, "gone", "The endpoint answered 410 Gone.", retry=False, gone=True)
+    if 300 <= status < 400:
+        where = resp.header("location") or "nowhere"
+        return Outcome(
+            False,
+            status,
+            "redirect",
+            f"The endpoint answered {status} redirecting to {where}; redirects are not followed.",
+        )
+    return Outcome(
+        False, status, "http_status", f"The endpoint answered {status}.", retry_after=parse_retry_after(resp)
+    )
+
+
+def parse_retry_after(resp: http.Response) -> float | None:
+    value = (resp.header("retry-after") or "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, (when - timezone.now()).total_seconds())
+
+
+def next_delay(scheduled_attempts: int, retry_after: float | None = None) -> float | None:
+    """Seconds until the next scheduled attempt after `scheduled_attempts` failed ones; None when exhausted."""
+    schedule = conf.retry_schedule()
+    if scheduled_attempts > len(schedule):
+        return None
+    if retry_after is not None:
+        low, high = conf.retry_after_bounds()
+        return min(max(retry_after, low), high)
+    spread = conf.jitter()
+    return schedule[scheduled_attempts - 1] * random.uniform(1 - spread, 1 + spread)
+
+
+def attempt(delivery_id: int, *, manual: bool = False) -> str | None:
+    """Claim, send and record one attempt of a delivery. Returns the resulting status, or None
+    when there was nothing to do (not due, already claimed elsewhere, finished, or gone)."""
+    claimed = _claim_fast(delivery_id) if not manual and sql.usable() else None
+    if claimed is None:
+        claimed = _claim(delivery_id, manual)  # also settles a due delivery of a disabled endpoint
+    if claimed is None:
+        return None
+    delivery, number, prior = claimed
+    webhook = delivery.webhook
+
+    body = delivery.body_bytes
+    timestamp = int(time.time())
+    sent = signing.headers(delivery.event_name, delivery.public_id, timestamp, body, webhook.signing_secrets())
+    started = timezone.now()
+    clock = time.monotonic()
+    resp = None
+    try:
+        resp = http.request(
+            "POST",
+            webhook.url,
+            headers=sent,
+            body=body,
+            timeout=conf.timeout(),
+            connect_timeout=conf.connect_timeout(),
+            max_body=conf.MAX_PAYLOAD_BYTES,
+            max_response=conf.MAX_STORED_RESPONSE_BYTES,
+        )
+        outcome = classify(resp)
+    except http.OutboundError as exc:
+        # A payload over the limit can never succeed; a blocked or unresolvable address might
+        # (DNS changes), so those retry like any other failure.
+        outcome = Outcome(False, None, exc.kind, exc.reason, retry=not isinstance(exc, http.PayloadTooLarge))
+    duration_ms = int((time.monotonic() - clock) * 1000)
+
+    record = Attempt(
+        delivery_id=delivery.pk,
+        number=number,
+        trigger=AttemptTrigger.MANUAL if manual else AttemptTrigger.SCHEDULED,
+        started_at=started,
+        duration_ms=duration_ms,
+        request_url=webhook.url,
+        request_headers=signing.redact(sent),
+        response_status=resp.status if resp is not None else None,
+        response_headers=_response_headers(resp),
+        response_body=_text(resp.body.decode("utf-8", errors="replace")) if resp is not None else "",
+        response_truncated=bool(resp and resp.truncated),
+        success=outcome.success,
+        error_class=outcome.error_class,
+        error=outcome.error,
+    )
+    return _record(delivery, number, record, outcome, manual, prior)
+
+
+def _claim_fast(delivery_id: int) -> tuple[Delivery, int, str] | None:
+    now = timezone.now()
+    row = sql.claim_scheduled(delivery_id, now, now + conf.lease(), conf.TEST_EVENT)
+    if row is None:
+        return None
+    hook = Webhook(
+        id=row["w_id"],
+        url=row["w_url"],
+        secret_encrypted=row["w_secret_encrypted"],
+        previous_secret_encrypted=row["w_previous_secret_encrypted"],
+        previous_secret_expires_at=row["w_previous_secret_expires_at"],
+        active=row["w_active"],
+        last_success_at=row["w_last_success_at"],
+        failing_since=row["w_failing_since"],
+    )
+    item = Delivery(
+        id=row["d_id"],
+        public_id=row["d_public_id"],
+        webhook_id=hook.id,
+        event_name=row["d_event_name"],
+        body=row["d_body"],
+        status=SENDING,
+        next_attempt_at=row["d_next_attempt_at"],
+        scheduled_attempts=row["d_scheduled_attempts"],
+        attempt_count=row["d_attempt_count"],
+    )
+    item.webhook = hook
+    prior = row["o_status"]
+    if prior == SENDING:
+        _record_lost_attempt(item, row["o_claimed_until"], now)
+        prior = PENDING
+    return item, item.attempt_count, prior
+
+
+def _record_lost_attempt(item: Delivery, claimed_until: datetime | None, now: datetime) -> None:
+    Attempt.objects.create(
+        delivery_id=item.pk,
+        number=item.attempt_count - 1,
+        trigger=AttemptTrigger.SCHEDULED,
+        started_at=claimed_until - conf.lease() if claimed_until else now,
+        request_url=item.webhook.url,
+        error_class="worker_lost",
+        error="The worker sending this attempt stopped before it recorded a response; "
+        "the receiver may or may not have received it.",
+    )
+
+
+def _claim(delivery_id: int, manual: bool) -> tuple[Delivery, int, str] | None:
+    """Take the delivery for one attempt. Returns (delivery, attempt number, status before the claim)."""
+    delivery = Delivery.objects.select_related("webhook").filter(pk=delivery_id).first()
+    if delivery is None:
+        return None
+    now = timezone.now()
+    prior = delivery.status
+    stale = prior == SENDING and (delivery.claimed_until is None or delivery.claimed_until < now)
+    due = prior == PENDING and delivery.next_attempt_at is not None and delivery.next_attempt_at <= now
+    unchanged = Delivery.objects.filter(pk=delivery.pk, status=prior, attempt_count=delivery.attempt_count)
+    allowed = (prior != SENDING or stale) if manual else (due or stale)
+    if not allowed:
+        return None
+    hook = delivery.webhook
+    if due and not manual and not hook.active and delivery.event_name != conf.TEST_EVENT:
+        unchanged.update(
+            status=FAILED,
+            next_attempt_at=None,
+            finished_at=now,
+            last_error=f"Not sent: {hook.disabled_reason or 'the endpoint is disabled.'}",
+        )
+        return None
+    number = delivery.attempt_count + 1
+    changes = {"status": SENDING, "claimed_until": now + conf.lease(), "attempt_count": number}
+    if not manual:
+        changes["scheduled_attempts"] = delivery.scheduled_attempts + 1
+    if not unchanged.update(**changes):
+        return None  # another worker claimed it between our read and our write
+    previous_lease = delivery.claimed_until
+    for field, value in changes.items():
+        setattr(delivery, field, value)
+    if stale:
+        _record_lost_attempt(delivery, previous_lease, now)
+    return delivery, number, PENDING if stale else prior
+
+
+def _record(delivery: Delivery, number: int, record: Attempt, outcome: Outcome, manual: bool, prior: str) -> str:
+    now = timezone.now()
+    delay = None
+    if outcome.success:
+        status = SUCCESS
+    elif manual:
+        # A manual attempt is one extra try: a delivery that was waiting for a retry keeps its
+        # schedule (its next_attempt_at is untouched); a finished one stays failed.
+        status = PENDING if prior == PENDING and outcome.retry else FAILED
+    elif outcome.retry:
+        delay = next_delay(delivery.scheduled_attempts, outcome.retry_after)
+        status = FAILED if delay is None else PENDING
+    else:
+        status = FAILED
+    changes = {
+        "status": status,
+        "status_code": outcome.status_code,
+        "success": outcome.success,
+        "claimed_until": None,
+        "last_error": outcome.error,
+    }
+    queue_now = status == PENDING and delay is not None and delay <= conf.countdown_max()
+    if status == PENDING and delay is not None:
+        changes["next_attempt_at"] = now + timedelta(seconds=delay)
+        if queue_now:  # the countdown message is queued for exactly that time
+            changes["enqueued_at"] = changes["next_attempt_at"]
+    if status in (SUCCESS, FAILED):
+        changes["next_attempt_at"] = None
+        changes["finished_at"] = now
+    # Only the holder of this claim may settle the row (a sweeper may have re-leased it).
+    if sql.usable():
+        sql.record_attempt({c: getattr(record, c) for c in sql.ATTEMPT_COLUMNS}, delivery.pk, number, changes)
+    else:
+        with transaction.atomic():
+            record.save(force_insert=True)
+            Delivery.objects.filter(pk=delivery.pk, attempt_count=number, status=SENDING).update(**changes)
+    _update_health(delivery.webhook, outcome, now)
+    if queue_now:
+        enqueue_ids([delivery.pk], countdown=delay)
+    return status
+
+
+def _response_headers(resp: http.Response | None) -> dict[str, str]:
+    if resp is None:
+        return {}
+    return {k: ("[redacted]" if k in ("set-cookie", "authorization") else _text(v)) for k, v in resp.headers.items()}
+
+
+def _text(value: str) -> str:
+    return value.replace("\x00", "\ufffd")  # PostgreSQL text and jsonb cannot hold NUL
+
+
+# --- endpoint health ----------------------------------------------------------------------
+
+
+def _update_health(webhook: Webhook, outcome: Outcome, now: datetime) -> None:
+    hooks = Webhook.objects.filter(pk=webhook.pk)
+    if outcome.success:
+        recent = now - timedelta(seconds=5)
+        if webhook.failing_since is None and webhook.last_success_at and webhook.last_success_at >= recent:
+            return  # healthy and recorded moments ago: no write at all
+        # Throttled: under load thousands of successes a second would all rewrite one row.
+        hooks.filter(
+            Q(failing_since__isnull=False)
+            | Q(last_success_at__isnull=True)
+            | Q(last_success_at__lt=now - timedelta(seconds=5))
+        ).update(last_success_at=now, failing_since=None)
+        return
+    hooks.update(last_failure_at=now, last_error=outcome.error[:2000], failing_since=Coalesce(F("failing_since"), now))
+    if outcome.gone:
+        disable(webhook.pk, f"Disabled on {now:%Y-%m-%d %H:%M} UTC: the endpoint answered 410 Gone.", now=now)
+        return
+    threshold = conf.disable_after()
+    hooks.filter(active=True, failing_since__lte=now - threshold).update(
+        active=False,
+        disabled_at=now,
+        disabled_reason=_failing_reason(threshold, outcome.error, now),
+    )
+
+
+def _failing_reason(threshold: timedelta, error: str, now: datetime) -> str:
+    days = threshold.total_seconds() / 86400
+    span = f"{days:g} days" if days >= 1 else f"{threshold.total_seconds():g} seconds"
+    return f"Disabled on {now:%Y-%m-%d %H:%M} UTC: every delivery failed for {span}. Last error: {error}"
+
+
+def disable(webhook_id: int, reason: str, *, now: datetime | None = None) -> bool:
+    now = now or timezone.now()
+    return bool(
+        Webhook.objects.filter(pk=webhook_id, active=True).update(active=False, disabled_at=now, disabled_reason=reason)
+    )
+
+
+def disable_long_failing() -> int:
+    """Beat: also catch endpoints whose last failure was before the threshold ran out."""
+    threshold = conf.disable_after()
+    now = timezone.now()
+    count = 0
+    for hook in Webhook.objects.filter(active=True, failing_since__lte=now - threshold):
+        count += disable(hook.pk, _failing_reason(threshold, hook.last_error, now), now=now)
+    return count
+
+
+# --- the sweeper and retention ------------------------------------------------------------
+
+
+def enqueue_due(limit: int = 1000) -> int:
+    """Beat: queue due deliveries that have no message waiting, and deliveries whose lease ran out
+    (their worker died mid-request)."""
+    now = timezone.now()
+    not_queued = Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=now - conf.sweep_grace())
+    due = Q(status=PENDING, next_attempt_at__lte=now) & (not_queued | Q(enqueued_at__lt=F("next_attempt_at")))
+    expired = Q(status=SENDING, claimed_until__lt=now) & (not_queued | Q(enqueued_at__lt=F("claimed_until")))
+    ids = list(Delivery.objects.filter(due | expired).order_by("pk").values_list("pk", flat=True)[:limit])
+    if not ids:
+        return 0
+    Delivery.objects.filter(pk__in=ids).update(enqueued_at=now)
+    enqueue_ids(ids)
+    return len(ids)
+
+
+def purge_old(max_batches: int = 200) -> int:
+    """Beat: delete attempts and finished deliveries older than the retention, in small batches
+    so no single statement holds locks for long."""
+    cutoff = timezone.now() - conf.retention()
+    batch = conf.purge_batch()
+    deleted = 0
+    for _ in range(max_batches):
+        ids = list(Attempt.objects.filter(started_at__lt=cutoff).values_list("pk", flat=True)[:batch])
+        if not ids:
+            break
+        deleted += Attempt.objects.filter(pk__in=ids).delete()[0]
+    for _ in range(max_batches):
+        ids = list(
+            Delivery.objects.filter(status__in=[SUCCESS, FAILED], finished_at__lt=cutoff).values_list("pk", flat=True)[
+                :batch
+            ]
+        )
+        if not ids:
+            break
+        deleted += Delivery.objects.filter(pk__in=ids).delete()[0]
+    return deleted

@@ -1,0 +1,25 @@
+"""Celery tasks of outgoing webhooks: each takes an id (or nothing) and calls a service."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from webhooks import delivery
+
+
+@shared_task(name="webhooks.deliver", acks_late=True, ignore_result=True)
+def deliver(delivery_id: int, manual: bool = False) -> None:
+    # acks_late: a worker lost mid-task leaves the message to be redelivered; the claim in
+    # delivery.attempt makes that (and any duplicate message) safe.
+    delivery.attempt(delivery_id, manual=manual)
+
+
+@shared_task(name="webhooks.enqueue_due", ignore_result=True)
+def enqueue_due() -> int:
+    return delivery.enqueue_due()
+
+
+@shared_task(name="webhooks.maintenance", ignore_result=True)
+def maintenance() -> int:
+    delivery.disable_long_failing()
+    return delivery.purge_old()
