@@ -31,3 +31,26 @@ class DeliveryAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+
+@admin.register(Attempt)
+class AttemptAdmin(admin.ModelAdmin):
+    list_display = [
+        "delivery",
+        "number",
+        "trigger",
+        "started_at",
+        "response_status",
+        "success",
+        "error_class",
+        "duration_ms",
+    ]
+    list_filter = ["success", "trigger", "error_class"]
+    raw_id_fields = ["delivery"]
+    readonly_fields = [f.name for f in Attempt._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False  # an attempt is a record of what was sent; it never changes

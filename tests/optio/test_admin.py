@@ -11,7 +11,7 @@ from optio import lifecycle, logs
 from optio import secrets as secret_service
 from optio.models import ApiToken, Task
 
-OPTIO_APPS = {"optio", "tickets", "webhooks", "github", "linear", "slack", "mcp"}
+OPTIO_APPS = {"optio", "tickets", "webhooks", "github", "linear", "slack", "mcp", "prwatch"}
 
 REGISTERED = sorted(admin.site._registry.items(), key=lambda item: item[0]._meta.label)
 
