@@ -25,6 +25,8 @@ def _eager_celery():
 def _test_settings(settings):
     # The fake GitHub/Slack/receiver servers listen on 127.0.0.1; SSRF tests switch this off again.
     settings.OPTIO_ALLOW_PRIVATE_URLS = True
+    # PBKDF2 protects real passwords, not fixtures; on a loaded CI machine it cost ~0.5 s a test.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     crypto.reset_keys()
     yield
     crypto.reset_keys()

@@ -18,12 +18,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    # The default PBKDF2 costs ~0.2 s per login; these tests log in hundreds of times.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture(autouse=True)
 def _forget_failed_logins_from_the_test_client():
     # Django's test client and schemathesis both come from 127.0.0.1; with Redis the counter
     # would outlive the test (and the run) and block later sign-ins from that address.

@@ -11,12 +11,6 @@ from webhooks import endpoints
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    # The shared admin_user fixture hashes a password; the default hasher costs ~0.5 s a test.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def rx():
     with Receiver() as receiver:

@@ -10,12 +10,6 @@ from tests.fakes.github import fake_github  # noqa: F401 - re-exported as a fixt
 
 
 @pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    # The shared admin_user fixture hashes a password; PBKDF2 costs ~0.7 s a test on a busy machine.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture(autouse=True)
 def _fresh_memo():
     # Parsed bodies are memoised per process; each test starts as a fresh process would.
     etags.memo.clear()

@@ -16,13 +16,6 @@ SEED_BODY = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    # The admin_user fixture hashes a password for every test; PBKDF2's cost protects real
-    # passwords, not fixtures, and on a loaded CI machine it dominated these tests' run time.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def seed_body() -> dict:
     return copy.deepcopy(SEED_BODY)

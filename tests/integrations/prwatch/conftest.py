@@ -21,11 +21,6 @@ HOOK_SECRET = "It's a Secret to Everybody"
 
 
 @pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture(autouse=True)
 def _fresh_memo():
     # Parsed GitHub bodies are memoised per process; each test starts as a fresh process would.
     etags.memo.clear()

@@ -11,12 +11,6 @@ from optio.models import Task
 from tests.fakes.slack import FakeSlack
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    # The admin user's password is hashed once per test; a real PBKDF2 hash costs ~0.3 s here.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def slack():
     with FakeSlack() as fake:
