@@ -16,8 +16,8 @@ Query parameters:
   the task's last 20 events.
 
 Resume with no gap and no duplicate:
-1. Join the channel group before reading anything, so every frame published from then on
-   is queued for this consumer.
+1. Join the channel group (through the process's Hub, optio/realtime.py) before reading
+   anything, so every frame published from then on is queued for this consumer.
 2. Backfill from the database in pages, remembering the last seq sent. A cursor beyond
    the newest number (a database was reset) is pulled back to it.
 3. Forward queued and live frames: drop any seq at or below the last sent; send the next
@@ -30,33 +30,39 @@ triggers a read of that task's events since the last sent instead.
 
 Close codes: 4400 bad query parameter, 4401 missing/invalid credentials, 4404 unknown task,
 4429 too many open connections for this user (counted per server process), 1009 an inbound
-frame over MAX_INBOUND_BYTES (clients have nothing to send; inbound frames are ignored).
+frame over MAX_INBOUND_BYTES (clients have nothing to send; inbound frames are ignored),
+1013 the client fell MAX_BACKLOG messages behind (reconnect with ?after= to catch up).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
+from importlib import import_module
 from urllib.parse import parse_qs, urlsplit
 
+from channels.auth import get_user
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db.models import Max
+from django.http.cookie import parse_cookie
 from django.http.request import split_domain_port, validate_host
 
 from optio import events, logs
 from optio.auth import user_for_token
 from optio.models import Event, Task, TaskLog
+from optio.realtime import Hub, WireFrame, wire
 
 CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_NOT_FOUND = 4404
 CLOSE_TOO_MANY = 4429
 CLOSE_TOO_BIG = 1009
+CLOSE_TRY_AGAIN = 1013
 
 DEFAULT_MAX_CONNECTIONS_PER_USER = 50
 MAX_INBOUND_BYTES = 4096
@@ -64,9 +70,12 @@ EVENTS_BACKFILL = 20
 LOGS_TAIL = 1000
 MAX_TAIL = 10_000
 PAGE = 500
+MAX_BACKLOG = 2000  # channel messages queued for one client before it is dropped (1013)
 GAP_WAIT = 0.5  # seconds an early frame waits for the one before it before we read the database
 
-Frames = list[dict]
+# Frames travel and are kept as [seq, json text] (optio.realtime.wire): serialised once by
+# the sender, not once per connected client.
+Frames = list[WireFrame]
 
 
 def max_connections_per_user() -> int:
@@ -105,10 +114,6 @@ class BadParameter(ValueError):
     pass
 
 
-def _dumps(frame: dict) -> str:
-    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
-
-
 class _Dense:
     """One dense numbered stream (1, 2, 3, …): frames leave in order, each once."""
 
@@ -121,8 +126,8 @@ class _Dense:
 
     async def live(self, frames: Frames) -> None:
         for frame in frames:
-            if frame["seq"] > self.last:
-                self.early.setdefault(frame["seq"], frame)
+            if frame[0] > self.last:
+                self.early.setdefault(frame[0], frame)
         await self._flush()
         if self.early and self.timer is None:
             self.timer = asyncio.ensure_future(self._fill_gap_soon())
@@ -130,7 +135,7 @@ class _Dense:
     async def _flush(self) -> None:
         while (frame := self.early.pop(self.last + 1, None)) is not None:
             await self.consumer.send_frame(frame)
-            self.last = frame["seq"]
+            self.last = frame[0]
 
     async def _fill_gap_soon(self) -> None:
         await asyncio.sleep(GAP_WAIT)
@@ -140,9 +145,9 @@ class _Dense:
                 return
             upto = min(self.early)
             for frame in await self.between(self.last, upto):
-                if frame["seq"] > self.last:
+                if frame[0] > self.last:
                     await self.consumer.send_frame(frame)
-                    self.last = frame["seq"]
+                    self.last = frame[0]
             # A number the database does not hold was never used (e.g. pre-migration rows).
             self.last = max(self.last, upto - 1)
             await self._flush()
@@ -155,10 +160,21 @@ class _Dense:
             self.timer = None
 
 
+# websocket.receive never touches the database (see dispatch below).
+_NO_DATABASE = frozenset({"websocket.receive"})
+
+
 class _StreamConsumer(AsyncWebsocketConsumer):
+    # No channel of its own: the process's Hub (optio/realtime.py) receives each group
+    # message once and offers it to every local consumer of the group. An alias that names
+    # no layer makes Channels skip the per-consumer channel and its receive loop.
+    channel_layer_alias = "optio.hub"
+
     lock: asyncio.Lock
     ready = False
     slot = None
+    overflowed = False
+    writer: asyncio.Task | None = None
 
     def query(self, name: str) -> str | None:
         values = parse_qs(self.scope.get("query_string", b"").decode("latin-1")).get(name)
@@ -173,8 +189,19 @@ class _StreamConsumer(AsyncWebsocketConsumer):
         value = int(raw)
         return value if maximum is None else min(value, maximum)
 
+    async def dispatch(self, message):
+        # Channels runs close_old_connections() in Django's sync thread before every
+        # message, a thread hop per inbound frame; inbound frames never touch the database.
+        if message["type"] in _NO_DATABASE:
+            await getattr(self, get_handler_name(message))(message)
+        else:
+            await super().dispatch(message)
+
     async def websocket_connect(self, message):
         self.lock = asyncio.Lock()
+        self.inbox: deque[dict] = deque()
+        self.wakeup = asyncio.Event()
+        self.joined: list[str] = []
         # Accept first: a close before the handshake completes reaches a browser as HTTP 403,
         # and clients need the close code to tell "sign in again" from "reconnect".
         await self.accept()
@@ -193,21 +220,60 @@ class _StreamConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_TOO_MANY, reason="Too many open connections for this user; close some.")
             return
         self.slot = user.pk
-        self.groups = self.group_names()
-        for group in self.groups:
-            await self.channel_layer.group_add(group, self.channel_name)
+        # Subscribe first: from here on every frame published to the groups is queued in
+        # self.inbox, and forwarded (deduplicated) once the backfill has been sent.
+        self.hub = Hub.current()
+        for group in self.group_names():
+            await self.hub.join(group, self)
+            self.joined.append(group)
         async with self.lock:
             await self.backfill(**params)
-            self.ready = True
+        self.ready = True
+        self.writer = asyncio.ensure_future(self.forward())
+
+    def offer(self, message: dict) -> None:
+        """Called by the Hub for each message to one of our groups (never blocks)."""
+        if len(self.inbox) >= MAX_BACKLOG:
+            # The client reads slower than frames arrive: drop it rather than grow without
+            # bound; it reconnects with ?after= and catches up from the database.
+            self.overflowed = True
+        else:
+            self.inbox.append(message)
+        self.wakeup.set()
+
+    async def forward(self) -> None:
+        while True:
+            await self.wakeup.wait()
+            self.wakeup.clear()
+            if self.overflowed:
+                await self.close(code=CLOSE_TRY_AGAIN, reason="Too far behind; reconnect with ?after= to catch up.")
+                return
+            while self.inbox:
+                message = self.inbox.popleft()
+                async with self.lock:
+                    if message["type"] == "log.frames":
+                        await self.log_frames(message)
+                    elif message["type"] == "event.frames":
+                        await self.event_frames(message)
 
     async def authenticate(self):
         token = self.query("token")
         if token is not None:  # a bad token is refused even when a session cookie is present
             return await database_sync_to_async(user_for_token)(token)
-        user = self.scope.get("user")
-        if user is not None and user.is_authenticated and user.is_active and self.origin_allowed():
-            return user
-        return None
+        if not self.origin_allowed():
+            return None
+        user = await self.session_user()
+        return user if user is not None and user.is_authenticated and user.is_active else None
+
+    async def session_user(self):
+        """The dashboard user of the session cookie, read once here rather than through
+        Channels' session middleware, which would wrap (and slow) every frame sent."""
+        headers = dict(self.scope.get("headers", ()))
+        key = parse_cookie(headers.get(b"cookie", b"").decode("latin-1")).get(settings.SESSION_COOKIE_NAME)
+        if not key:
+            return None
+        store = import_module(settings.SESSION_ENGINE).SessionStore(session_key=key)
+        return await get_user({"session": store})
 
     def origin_allowed(self) -> bool:
         origin = dict(self.scope.get("headers", ())).get(b"origin")
@@ -224,19 +290,24 @@ class _StreamConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code):
         self.ready = False
+        if self.writer is not None:
+            self.writer.cancel()
         for stream in self.streams():
             stream.cancel()
+        for group in getattr(self, "joined", ()):
+            await self.hub.leave(group, self)
         if self.slot is not None:
             slots.release(self.slot)
             self.slot = None
 
-    async def send_frame(self, frame: dict) -> None:
-        await self.send(text_data=_dumps(frame))
+    async def send_frame(self, frame: WireFrame) -> None:
+        # Straight to the server: this is the hot path when thousands of lines stream out.
+        await self.base_send({"type": "websocket.send", "text": frame[1]})
 
     async def send_frames(self, frames: Frames) -> int:
         for frame in frames:
             await self.send_frame(frame)
-        return frames[-1]["seq"] if frames else 0
+        return frames[-1][0] if frames else 0
 
     # Filled in by the two consumers.
     def parse(self) -> dict:
@@ -259,7 +330,7 @@ class _StreamConsumer(AsyncWebsocketConsumer):
 
 
 def _event_frames(qs) -> Frames:
-    return [events.frame(e) for e in qs]
+    return [wire(events.frame(e)) for e in qs]
 
 
 def _latest_stream_seq(task_id=None) -> int:
@@ -295,16 +366,18 @@ def _latest_log_seq(task_id) -> int:
 
 
 def _logs_after(task_id, after: int, limit: int) -> Frames:
-    return [logs.frame(r) for r in TaskLog.objects.filter(task_id=task_id, seq__gt=after).order_by("seq")[:limit]]
+    return [wire(logs.frame(r)) for r in TaskLog.objects.filter(task_id=task_id, seq__gt=after).order_by("seq")[:limit]]
 
 
 def _logs_between(task_id, lo: int, hi: int) -> Frames:
-    return [logs.frame(r) for r in TaskLog.objects.filter(task_id=task_id, seq__gt=lo, seq__lt=hi).order_by("seq")]
+    return [
+        wire(logs.frame(r)) for r in TaskLog.objects.filter(task_id=task_id, seq__gt=lo, seq__lt=hi).order_by("seq")
+    ]
 
 
 def _logs_tail(task_id, count: int) -> Frames:
     rows = TaskLog.objects.filter(task_id=task_id).order_by("-seq")[:count]
-    return [logs.frame(r) for r in reversed(rows)]
+    return [wire(logs.frame(r)) for r in reversed(rows)]
 
 
 db = database_sync_to_async
@@ -337,9 +410,7 @@ class EventsConsumer(_StreamConsumer):
         self.events.last = cursor
 
     async def event_frames(self, message):
-        if self.ready:
-            async with self.lock:
-                await self.events.live(message["frames"])
+        await self.events.live(message["frames"])
 
     async def log_frames(self, message):
         pass  # not on this stream
@@ -390,7 +461,7 @@ class LogsConsumer(_StreamConsumer):
             frames = await db(_logs_tail)(task_id, count) if count else []
             await self.send_frames(frames)
             # The tail was read after `latest`; never step back below what was just sent.
-            self.lines.last = max(latest, frames[-1]["seq"] if frames else 0)
+            self.lines.last = max(latest, frames[-1][0] if frames else 0)
             return
         cursor = min(after, latest)
         while True:
@@ -402,22 +473,17 @@ class LogsConsumer(_StreamConsumer):
         self.lines.last = cursor
 
     async def log_frames(self, message):
-        if self.ready:
-            async with self.lock:
-                await self.lines.live(message["frames"])
+        await self.lines.live(message["frames"])
 
     async def event_frames(self, message):
-        if not self.ready:
+        top = max(f[0] for f in message["frames"])
+        if top <= self.events_last:
             return
-        async with self.lock:
-            top = max(f["seq"] for f in message["frames"])
-            if top <= self.events_last:
-                return
-            # Sparse: read what this task has between the last sent and this one, inclusive.
-            frames = await db(_events_between)(self.events_last, top + 1, self.task_id)
-            known = {f["seq"] for f in frames}
-            frames += [f for f in message["frames"] if f["seq"] > self.events_last and f["seq"] not in known]
-            for frame in sorted(frames, key=lambda f: f["seq"]):
-                if frame["seq"] > self.events_last:
-                    await self.send_frame(frame)
-                    self.events_last = frame["seq"]
+        # Sparse: read what this task has between the last sent and this one, inclusive.
+        frames = await db(_events_between)(self.events_last, top + 1, self.task_id)
+        known = {f[0] for f in frames}
+        frames += [f for f in message["frames"] if f[0] > self.events_last and f[0] not in known]
+        for frame in sorted(frames, key=lambda f: f[0]):
+            if frame[0] > self.events_last:
+                await self.send_frame(frame)
+                self.events_last = frame[0]

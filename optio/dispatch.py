@@ -143,9 +143,9 @@ def fan_out(claimed: list[Event]) -> None:
 
 def to_websockets(event: Event) -> None:
     """The core's own subscriber: live frames for /ws/events and /ws/logs/<taskId>."""
-    from optio.realtime import send_to_group
+    from optio.realtime import send_to_group, wire
 
-    message = {"type": "event.frames", "frames": [events.frame(event)]}
+    message = {"type": "event.frames", "frames": [wire(events.frame(event))]}
     send_to_group("events", message, raise_errors=True)
     if event.task_id:
         send_to_group(f"task-{event.task_id}", message, raise_errors=True)

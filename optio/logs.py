@@ -126,12 +126,12 @@ BYTES_PER_MESSAGE = 512 * 1024
 def _stream(task_id, rows: list[TaskLog]) -> None:
     """Live frames for /ws/logs/<id>, after commit. Best effort: a follower that misses one
     (process died, Redis blipped) reads the gap from the database (optio/consumers.py)."""
-    from optio.realtime import send_to_group
+    from optio.realtime import send_to_group, wire
 
     group = f"task-{task_id}"
     chunk, size = [], 0
     for row in rows:
-        chunk.append(frame(row))
+        chunk.append(wire(frame(row)))
         size += len(row.content) + 200
         if len(chunk) >= FRAMES_PER_MESSAGE or size >= BYTES_PER_MESSAGE:
             send_to_group(group, {"type": "log.frames", "frames": chunk})

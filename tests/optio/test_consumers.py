@@ -7,13 +7,14 @@ from datetime import timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
 from django.contrib.auth import get_user_model
 from django.test import Client
 from django.utils import timezone
 
 from optio import consumers, events, lifecycle, logs
 from optio.models import ApiToken, Event, Repo, Task
-from optio.realtime import send_to_group
+from optio.realtime import Hub, send_to_group, wire
 from tests.optio import spine_support
 from tests.optio.spine_support import close_code, connect, disconnect, drain, frames, run
 
@@ -285,7 +286,7 @@ def test_early_frame_waits_for_the_one_before_it(token, task):
     last = Event.objects.order_by("stream_seq").last()
 
     def frame(seq):
-        return dict(last.envelope(), seq=seq, id=f"evt_{seq}")
+        return wire(dict(last.envelope(), seq=seq, id=f"evt_{seq}"))
 
     async def scenario():
         comm = await connect(f"/ws/events?token={token}&after={last.stream_seq}")
@@ -448,3 +449,49 @@ def test_logs_stream_carries_only_its_own_task(token, repo, task):
 
     got = run(scenario())
     assert got[0]["taskId"] == str(task.pk) and got[0]["seq"] == 1
+
+
+# The process Hub
+
+
+def test_one_group_subscription_serves_every_consumer_of_the_process(settings, token, task):
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "optio.channel_layer.ThreadSafeInMemoryChannelLayer"}}
+
+    async def scenario():
+        comms = [await connect(f"/ws/events?token={token}") for _ in range(3)]
+        for comm in comms:
+            await frames(comm, 2)
+        layer = get_channel_layer()
+        hub = Hub.current()
+        assert len(hub.members["events"]) == 3
+        assert layer._groups["events"] == {hub.channel}  # one subscription, not three
+        await db(lifecycle.transition)(task, "running")
+        for comm in comms:
+            assert (await frames(comm, 1))[0]["event"] == "task.running"
+        for comm in comms:
+            await disconnect(comm)
+        assert "events" not in hub.members and "events" not in layer._groups
+
+    run(scenario())
+
+
+def test_client_too_far_behind_is_closed_1013_and_resumes_with_after(token, task, monkeypatch):
+    monkeypatch.setattr(consumers, "MAX_BACKLOG", 3)
+    last = Event.objects.order_by("stream_seq").last()
+
+    async def scenario():
+        comm = await connect(f"/ws/events?token={token}")
+        await frames(comm, 2)
+        member = next(iter(Hub.current().members["events"]))
+        for n in range(1, 6):  # offered faster than the client reads
+            member.offer({"type": "event.frames", "frames": [wire(dict(last.envelope(), seq=last.stream_seq + n))]})
+        assert await close_code(comm) == consumers.CLOSE_TRY_AGAIN
+        await disconnect(comm)
+        # The client reconnects where it was and loses nothing that was committed.
+        await db(lifecycle.transition)(task, "running")
+        comm = await connect(f"/ws/events?token={token}&after={last.stream_seq}")
+        got = await frames(comm, 1)
+        await disconnect(comm)
+        return got
+
+    assert [f["event"] for f in run(scenario())] == ["task.running"]

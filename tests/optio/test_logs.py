@@ -109,10 +109,11 @@ def test_big_batches_are_split_into_several_channel_messages(task, monkeypatch):
     monkeypatch.setattr("optio.realtime.send_to_group", lambda group, message, **kw: sent.append((group, message)))
     rows = logs.append(task, [{"content": "x" * 2000} for _ in range(700)])
     logs._stream(task.pk, rows)
-    sizes = [sum(len(f["content"]) for f in m["frames"]) for _, m in sent]
-    assert len(sent) == 3 and max(sizes) <= logs.BYTES_PER_MESSAGE
+    sizes = [sum(len(text) for _, text in m["frames"]) for _, m in sent]
+    assert len(sent) == 3 and max(sizes) <= logs.BYTES_PER_MESSAGE + 2 * 2200
     assert {g for g, _ in sent} == {f"task-{task.pk}"}
-    assert [f["seq"] for _, m in sent for f in m["frames"]] == list(range(1, 701))
+    assert [seq for _, m in sent for seq, _ in m["frames"]] == list(range(1, 701))
+    assert json.loads(sent[0][1]["frames"][0][1])["content"] == "x" * 2000
 
 
 @pytest.mark.django_db(transaction=True)
