@@ -125,12 +125,20 @@ class _Dense:
         self.timer: asyncio.Task | None = None
 
     async def live(self, frames: Frames) -> None:
+        send = self.consumer.send_frame
         for frame in frames:
-            if frame[0] > self.last:
-                self.early.setdefault(frame[0], frame)
-        await self._flush()
-        if self.early and self.timer is None:
-            self.timer = asyncio.ensure_future(self._fill_gap_soon())
+            seq = frame[0]
+            if seq <= self.last:
+                continue  # already sent (backfill, or published twice)
+            if seq == self.last + 1 and not self.early:  # the usual case: in order
+                await send(frame)
+                self.last = seq
+            else:
+                self.early.setdefault(seq, frame)
+        if self.early:
+            await self._flush()
+            if self.early and self.timer is None:
+                self.timer = asyncio.ensure_future(self._fill_gap_soon())
 
     async def _flush(self) -> None:
         while (frame := self.early.pop(self.last + 1, None)) is not None:
@@ -248,9 +256,9 @@ class _StreamConsumer(AsyncWebsocketConsumer):
             if self.overflowed:
                 await self.close(code=CLOSE_TRY_AGAIN, reason="Too far behind; reconnect with ?after= to catch up.")
                 return
-            while self.inbox:
-                message = self.inbox.popleft()
-                async with self.lock:
+            async with self.lock:
+                while self.inbox:
+                    message = self.inbox.popleft()
                     if message["type"] == "log.frames":
                         await self.log_frames(message)
                     elif message["type"] == "event.frames":

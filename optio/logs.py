@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -95,9 +95,26 @@ def append(task: Task, lines: list[dict]) -> list[TaskLog]:
         )
         for i, line in enumerate(lines)
     ]
-    TaskLog.objects.bulk_create(rows)
+    if connection.vendor == "postgresql" and len(rows) >= COPY_THRESHOLD:
+        _copy(rows)
+    else:
+        TaskLog.objects.bulk_create(rows)
     transaction.on_commit(lambda: _stream(task.pk, rows))
     return rows
+
+
+# Agent runners post hundreds of lines at a time; COPY writes them several times faster than
+# a multi-row INSERT, whose SQL Django builds row by row. (Rows written this way have no pk.)
+COPY_THRESHOLD = 100
+_COPY_FIELDS = ("task", "seq", "timestamp", "stream", "type", "content", "metadata")
+
+
+def _copy(rows: list[TaskLog]) -> None:
+    columns = ", ".join(connection.ops.quote_name(TaskLog._meta.get_field(f).column) for f in _COPY_FIELDS)
+    table = connection.ops.quote_name(TaskLog._meta.db_table)
+    with connection.cursor() as cursor, cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:  # noqa: S608
+        for r in rows:
+            copy.write_row((r.task_id, r.seq, r.timestamp, r.stream, r.type, r.content, json.dumps(r.metadata)))
 
 
 def log(task: Task, content: str, *, type: str = "system", stream: str = "system", **metadata) -> TaskLog:

@@ -170,3 +170,28 @@ def test_concurrent_writers_never_share_a_seq(repo):
     for t in threads:
         t.join(30)
     assert [row[0] for row in stored(task)] == list(range(1, 201))
+
+
+def test_large_batches_keep_every_character_and_field(task):
+    # On PostgreSQL batches of COPY_THRESHOLD lines or more are written with COPY.
+    tricky = "tab\there, newline\nthere, back\\slash, quote \" and 'single', null \\N, unicode ✓ 🚀"
+    lines = [
+        {
+            "content": f"{i}: {tricky}",
+            "type": "tool_result",
+            "stream": "stderr",
+            "metadata": {"i": i, "nested": {"ok": True}},
+        }
+        for i in range(logs.COPY_THRESHOLD + 5)
+    ]
+    rows = logs.append(task, lines)
+    stored_rows = list(TaskLog.objects.filter(task=task).order_by("seq"))
+    assert [r.seq for r in stored_rows] == [r.seq for r in rows] == list(range(1, len(lines) + 1))
+    for line, row in zip(lines, stored_rows, strict=True):
+        assert (row.content, row.type, row.stream, row.metadata) == (
+            line["content"],
+            "tool_result",
+            "stderr",
+            line["metadata"],
+        )
+        assert row.timestamp == rows[0].timestamp
