@@ -117,6 +117,19 @@ def test_session_cookie_authenticates_same_origin_only(user, task):
     run(scenario())
 
 
+def test_session_of_a_user_whose_password_changed_closes_4401(user, task):
+    cookie = _session_cookie(user)
+    user.set_password("a new one, elsewhere")
+    user.save()
+
+    async def scenario():
+        comm = await connect("/ws/events", headers=[(b"cookie", cookie)])
+        assert await close_code(comm) == consumers.CLOSE_UNAUTHORIZED
+        await disconnect(comm)
+
+    run(scenario())
+
+
 def test_per_user_connection_cap_closes_4429(settings, token, user, task):
     settings.OPTIO_WS_MAX_CONNECTIONS_PER_USER = 2
     other_token = ApiToken.objects.issue(get_user_model().objects.create_user("bob"))[1]
