@@ -37,6 +37,8 @@ frame over MAX_INBOUND_BYTES (clients have nothing to send; inbound frames are i
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import threading
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
@@ -56,6 +58,8 @@ from optio import events, logs
 from optio.auth import user_for_token
 from optio.models import Event, Task, TaskLog
 from optio.realtime import Hub, WireFrame, wire
+
+log = logging.getLogger(__name__)
 
 CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHORIZED = 4401
@@ -146,21 +150,23 @@ class _Dense:
             self.last = frame[0]
 
     async def _fill_gap_soon(self) -> None:
-        await asyncio.sleep(GAP_WAIT)
-        async with self.consumer.lock:
-            self.timer = None
-            if not self.early:
-                return
-            upto = min(self.early)
-            for frame in await self.between(self.last, upto):
-                if frame[0] > self.last:
-                    await self.consumer.send_frame(frame)
-                    self.last = frame[0]
-            # A number the database does not hold was never used (e.g. pre-migration rows).
-            self.last = max(self.last, upto - 1)
-            await self._flush()
-            if self.early:
-                self.timer = asyncio.ensure_future(self._fill_gap_soon())
+        try:
+            await asyncio.sleep(GAP_WAIT)
+            async with self.consumer.lock:
+                if self.early:
+                    upto = min(self.early)
+                    for frame in await self.between(self.last, upto):
+                        if frame[0] > self.last:
+                            await self.consumer.send_frame(frame)
+                            self.last = frame[0]
+                    # A number the database does not hold was never used (pre-migration rows).
+                    self.last = max(self.last, upto - 1)
+                    await self._flush()
+            again = bool(self.early)
+        except Exception:  # the database or the socket failed: try again shortly
+            log.warning("could not fill a gap in a WebSocket stream; retrying", exc_info=True)
+            again = True
+        self.timer = asyncio.ensure_future(self._fill_gap_soon()) if again else None
 
     def cancel(self) -> None:
         if self.timer is not None:
@@ -250,19 +256,24 @@ class _StreamConsumer(AsyncWebsocketConsumer):
         self.wakeup.set()
 
     async def forward(self) -> None:
-        while True:
-            await self.wakeup.wait()
-            self.wakeup.clear()
-            if self.overflowed:
-                await self.close(code=CLOSE_TRY_AGAIN, reason="Too far behind; reconnect with ?after= to catch up.")
-                return
-            async with self.lock:
-                while self.inbox:
-                    message = self.inbox.popleft()
-                    if message["type"] == "log.frames":
-                        await self.log_frames(message)
-                    elif message["type"] == "event.frames":
-                        await self.event_frames(message)
+        try:
+            while True:
+                await self.wakeup.wait()
+                self.wakeup.clear()
+                if self.overflowed:
+                    await self.close(code=CLOSE_TRY_AGAIN, reason="Too far behind; reconnect with ?after= to catch up.")
+                    return
+                async with self.lock:
+                    while self.inbox:
+                        message = self.inbox.popleft()
+                        if message["type"] == "log.frames":
+                            await self.log_frames(message)
+                        elif message["type"] == "event.frames":
+                            await self.event_frames(message)
+        except Exception:  # the client went away mid-send, or a read failed: end this socket
+            log.info("WebSocket stream stopped", exc_info=True)
+            with contextlib.suppress(Exception):
+                await self.close(code=CLOSE_TRY_AGAIN, reason="Stream interrupted; reconnect with ?after=.")
 
     async def authenticate(self):
         token = self.query("token")

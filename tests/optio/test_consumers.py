@@ -336,6 +336,37 @@ def test_frame_lost_on_the_way_is_read_from_the_database(token, repo, task):
     assert [f["event"] for f in run(scenario())] == ["task.running", "task.completed"]
 
 
+def test_gap_fill_that_fails_is_retried(token, task, monkeypatch):
+    original = consumers._events_between
+    calls = []
+
+    def flaky(lo, hi, task_id=None):
+        calls.append((lo, hi))
+        if len(calls) == 1:
+            raise RuntimeError("database went away for a moment")
+        return original(lo, hi, task_id)
+
+    monkeypatch.setattr(consumers, "_events_between", flaky)
+    last = Event.objects.order_by("stream_seq").last().stream_seq
+
+    async def scenario():
+        comm = await connect(f"/ws/events?token={token}&after={last}")
+        events.unsubscribe("optio.websockets")  # the next frame is lost on its way
+        try:
+            await db(lifecycle.transition)(task, "running")
+        finally:
+            from optio.dispatch import to_websockets
+
+            events.subscribe("optio.websockets", to_websockets)
+        await db(lifecycle.transition)(task, "completed")
+        got = await frames(comm, 2, timeout=consumers.GAP_WAIT * 2 + 5)
+        await disconnect(comm)
+        return got
+
+    assert [f["event"] for f in run(scenario())] == ["task.running", "task.completed"]
+    assert len(calls) == 2
+
+
 def test_rolled_back_transition_sends_no_frame(token, task):
     def failing_request():
         from django.db import transaction
