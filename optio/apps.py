@@ -7,5 +7,14 @@ class OptioConfig(AppConfig):
 
     def ready(self):
         from optio import dispatch, events
+        from optio.celery import app
+        from optio.tasks import SWEEP_INTERVAL
 
-        events.subscribe("optio.websockets", dispatch.to_events_group)
+        events.subscribe("optio.websockets", dispatch.to_websockets)
+        # Re-dispatch events nobody dispatched (broker down at commit, worker lost). A sweep
+        # that waited longer than its interval is dropped: the next one does the same work.
+        app.conf.beat_schedule["optio.sweep-events"] = {
+            "task": "optio.sweep_events",
+            "schedule": SWEEP_INTERVAL,
+            "options": {"expires": SWEEP_INTERVAL * 2},
+        }

@@ -1,9 +1,39 @@
-"""Dispatch: fan one committed Event out to every registered subscriber, then mark it."""
+"""Dispatch: fan committed Events out to the registered subscribers (claim, fan out, mark).
+
+1. Claim. In one short transaction that holds the stream lock, pick the committed,
+   undispatched events nobody holds (`claimed_until` empty or past), oldest first, give
+   each a lease (`claimed_until = now + LEASE`) and, on its first claim, the next
+   `stream_seq`. Two dispatchers of the same event never both win the claim, so an event
+   is fanned out once (`test_double_dispatch_delivers_once`).
+
+2. Fan out. Call every subscriber not yet in `subscribers_done`, each in its own
+   transaction. One failing subscriber does not stop the others.
+
+3. Mark. All succeeded: `dispatched_at` is set and the event is done. Some raised: the
+   successes go into `subscribers_done`, `attempts` grows and `claimed_until` becomes the
+   back-off (5 s doubling to 10 min); the sweeper calls only the ones that failed, for as
+   long as they fail (`last_error` says why, in the admin). Nothing committed is dropped.
+   A worker that dies mid-batch leaves its lease to expire; the sweeper then dispatches
+   those events again, which is why subscribers must be idempotent (optio/events.py).
+
+Why `stream_seq` and not `seq`. `seq` is handed out at INSERT, and transactions commit in
+any order: a client that has seen seq 8 could later miss a 7 committed after it. Stream
+numbers are handed out under a lock (a PostgreSQL advisory lock held until the claim
+commits; SQLite serialises writers already), so when number N is visible every lower
+number is visible too. /ws/events frames carry `stream_seq` as their `seq`, so resuming
+with ?after=N can neither skip nor repeat anything (optio/consumers.py).
+
+Claiming takes every waiting event up to the one asked for, in `seq` order, so the events
+of one transaction (task.created, task.queued) reach the stream in the order they happened.
+"""
 
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
+from django.db import connection, transaction
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from optio import events
@@ -11,25 +41,111 @@ from optio.models import Event
 
 log = logging.getLogger(__name__)
 
-
-def dispatch(seq: int) -> None:
-    event = Event.objects.select_related("task").filter(seq=seq).first()
-    if event is None or event.dispatched_at is not None:
-        return
-    for name, fn in events.subscribers().items():
-        try:
-            fn(event)
-        except Exception:
-            log.exception("subscriber %s failed for event %s", name, event.public_id)
-            raise
-    Event.objects.filter(seq=seq, dispatched_at__isnull=True).update(dispatched_at=timezone.now())
+LEASE = timedelta(seconds=60)
+SWEEP_AFTER = timedelta(seconds=5)
+BATCH = 200
+BACKOFF_FIRST, BACKOFF_MAX = 5, 600
+# pg_advisory_xact_lock key serialising stream numbering ("optiostr" as a 64-bit int).
+STREAM_LOCK_KEY = 0x6F7074696F737472
 
 
-def to_events_group(event: Event) -> None:
+def dispatch(seq: int) -> int:
+    """Fan out event `seq` and any older committed event still waiting; how many were fanned out."""
+    return _run(Q(seq__lte=seq))
+
+
+def sweep(older_than: timedelta = SWEEP_AFTER, max_batches: int = 10) -> int:
+    """Dispatch events left undispatched for longer than `older_than` (broker down, worker lost)."""
+    cutoff = timezone.now() - older_than
+    total = 0
+    for _ in range(max_batches):
+        count = _run(Q(created_at__lt=cutoff))
+        total += count
+        if count < BATCH:
+            break
+    if total:
+        log.info("sweeper dispatched %s event(s)", total)
+    return total
+
+
+def _run(where: Q) -> int:
+    claimed = claim(where)
+    if claimed:
+        fan_out(claimed)
+    return len(claimed)
+
+
+def claim(where: Q, limit: int = BATCH) -> list[Event]:
+    """Lease the waiting events matching `where` (oldest first) and number them for the stream."""
+    now = timezone.now()
+    with transaction.atomic():
+        _lock_stream()
+        claimed = list(
+            Event.objects.select_related("task")
+            .filter(where, dispatched_at__isnull=True)
+            .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+            .order_by("seq")[:limit]
+        )
+        if not claimed:
+            return []
+        next_number = None
+        for event in claimed:
+            if event.stream_seq is None:
+                if next_number is None:
+                    next_number = (Event.objects.aggregate(m=Max("stream_seq"))["m"] or 0) + 1
+                event.stream_seq = next_number
+                next_number += 1
+            event.claimed_until = now + LEASE
+        Event.objects.bulk_update(claimed, ["stream_seq", "claimed_until"])
+    return claimed
+
+
+def _lock_stream() -> None:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [STREAM_LOCK_KEY])
+    # SQLite (embedded): transactions begin IMMEDIATE, so the write lock is already ours.
+
+
+def fan_out(claimed: list[Event]) -> None:
+    subs = events.subscribers()
+    done_ids = []
+    for event in claimed:
+        done = list(event.subscribers_done)
+        errors = []
+        for name, fn in subs.items():
+            if name in done:
+                continue
+            try:
+                with transaction.atomic():
+                    fn(event)
+            except Exception as exc:
+                log.exception("subscriber %s failed for event %s (%s)", name, event.public_id, event.name)
+                errors.append(f"{name}: {exc.__class__.__name__}: {exc}")
+            else:
+                done.append(name)
+        if errors:
+            attempts = event.attempts + 1
+            backoff = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (attempts - 1))
+            Event.objects.filter(pk=event.pk).update(
+                subscribers_done=done,
+                attempts=attempts,
+                claimed_until=timezone.now() + timedelta(seconds=backoff),
+                last_error="\n".join(errors)[:4000],
+            )
+        else:
+            done_ids.append(event.pk)
+    if done_ids:
+        Event.objects.filter(pk__in=done_ids).update(
+            dispatched_at=timezone.now(), claimed_until=None, subscribers_done=sorted(subs), last_error=""
+        )
+
+
+def to_websockets(event: Event) -> None:
     """The core's own subscriber: live frames for /ws/events and /ws/logs/<taskId>."""
-    from optio.realtime import send_to_group
+    from optio.realtime import send_to_group, wire
 
-    frame = dict(event.envelope(), seq=event.seq)
-    send_to_group("events", {"type": "event.frame", "frame": frame})
+    message = {"type": "event.frames", "frames": [wire(events.frame(event))]}
+    send_to_group("events", message, raise_errors=True)
     if event.task_id:
-        send_to_group(f"task-{event.task_id}", {"type": "event.frame", "frame": frame})
+        send_to_group(f"task-{event.task_id}", message, raise_errors=True)

@@ -6,6 +6,7 @@ of the same process, so the worker and beat must live here, beside uvicorn.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 
@@ -44,7 +45,7 @@ class EmbeddedCelery:
             self.beat = EmbeddedService(app, thread=True, scheduler_cls=app.conf.beat_scheduler)
             self.beat.start()
         self._ready.wait(timeout=30)
-        log.info("embedded Celery worker (%s threads) and beat started", self.concurrency)
+        log.info("embedded Celery worker (%s threads)%s started", self.concurrency, " and beat" if self.beat else "")
         return self
 
     def stop(self) -> None:
@@ -54,3 +55,6 @@ class EmbeddedCelery:
             self.worker.stop(in_sighandler=False)
         if self._thread is not None:
             self._thread.join(timeout=10)
+        # The pool's threads are gone, but their database connections live on in unreachable
+        # thread-locals until collected; collect now so PostgreSQL sessions end with the worker.
+        gc.collect()

@@ -4,8 +4,18 @@
 
     events.subscribe("webhooks", deliver_to_webhooks)
 
-Every subscriber is called with the Event row when it is dispatched; subscribers must be
-idempotent per event (DESIGN.md: unique keys such as (event, webhook)).
+The subscriber contract (what optio/dispatch.py guarantees and what it asks in return):
+
+- A subscriber is called with a committed Event, once per event on the happy path, inside
+  its own database transaction (its writes and on_commit hooks are all-or-nothing).
+- It should be quick and must not send over the network itself: record what to send (a
+  webhook Delivery row, a Slack notification row) and enqueue the Celery task that sends it.
+- If it raises, the event stays undispatched and is retried by the sweeper with back-off;
+  subscribers that already succeeded for that event are not called again.
+- A worker can die after a subscriber succeeded but before that was recorded; the event
+  is then dispatched again once its claim lease expires. So a subscriber must be idempotent:
+  key what it records on the event (unique (event, webhook), unique (event, repo)) so a
+  second call for the same event creates and sends nothing new.
 """
 
 from __future__ import annotations
@@ -35,10 +45,21 @@ TASK_EVENTS = (
 Subscriber = Callable[["Event"], None]
 _subscribers: dict[str, Subscriber] = {}
 
+# Enqueueing happens after commit, inside the request that made the change: with the broker
+# down, fail fast and leave the event to the sweeper rather than hang the response.
+ENQUEUE_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
+
 
 def subscribe(name: str, fn: Subscriber) -> None:
-    """Register `fn` under a unique name (re-registering the same name replaces it)."""
+    """Register `fn` under a unique name (re-registering the same name replaces it).
+
+    The name is stored with each event's dispatch state, so keep it stable across releases.
+    """
     _subscribers[name] = fn
+
+
+def unsubscribe(name: str) -> None:
+    _subscribers.pop(name, None)
 
 
 def subscribers() -> dict[str, Subscriber]:
@@ -73,6 +94,11 @@ def _money(value) -> str:
     return f"{whole}.{frac.ljust(2, '0')}"
 
 
+def frame(event: Event) -> dict:
+    """A WebSocket frame: the envelope plus `seq`, the event's place in dispatch order."""
+    return dict(event.envelope(), seq=event.stream_seq)
+
+
 def publish(name: str, task: Task | None, *, from_state: str | None = None, data: dict | None = None) -> Event:
     """Write the outbox row in the caller's transaction; dispatch it once that commits.
 
@@ -92,6 +118,6 @@ def _enqueue_dispatch(seq: int) -> None:
     from optio.tasks import dispatch_event
 
     try:
-        dispatch_event.delay(seq)
+        dispatch_event.apply_async((seq,), retry=True, retry_policy=ENQUEUE_RETRY_POLICY)
     except Exception:  # broker down: the sweeper re-dispatches undispatched events
         log.warning("could not enqueue dispatch of event %s; the sweeper will retry", seq, exc_info=True)

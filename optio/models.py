@@ -182,7 +182,12 @@ def _event_public_id() -> str:
 
 
 class Event(models.Model):
-    """Outbox row: written in the transaction that changed the task; `seq` is the global order."""
+    """Outbox row: written in the transaction that changed the task; `seq` is the insert order.
+
+    `stream_seq` is the order in which events were claimed for dispatch and is the `seq` of
+    WebSocket frames: unlike `seq` it is handed out in commit order, so a client resuming
+    after N can never miss a lower number committed later (see optio/dispatch.py).
+    """
 
     seq = models.BigAutoField(primary_key=True)
     public_id = models.CharField(max_length=40, unique=True, default=_event_public_id)
@@ -191,11 +196,19 @@ class Event(models.Model):
     data = models.JSONField(default=dict)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     dispatched_at = models.DateTimeField(null=True, blank=True)
+    # Dispatch state (optio/dispatch.py): the frame order, the claim lease (also the retry
+    # back-off), and which subscribers have already succeeded for this event.
+    stream_seq = models.BigIntegerField(null=True, blank=True, unique=True)
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    subscribers_done = models.JSONField(default=list, blank=True)
+    last_error = models.TextField(blank=True, default="")
 
     class Meta:
         ordering = ["seq"]
         indexes = [
-            models.Index(fields=["created_at"], condition=Q(dispatched_at__isnull=True), name="event_undispatched")
+            models.Index(fields=["created_at"], condition=Q(dispatched_at__isnull=True), name="event_undispatched"),
+            models.Index(fields=["task", "stream_seq"], name="event_task_stream"),
         ]
 
     def __str__(self) -> str:

@@ -139,10 +139,15 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 
 if CONFIG.redis_url:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CONFIG.redis_url}}
+    # Redis pub/sub channels ignore the database number, so the prefix carries it: two
+    # installs (or test runs) sharing one Redis on different DBs must not see each other's frames.
+    from urllib.parse import urlsplit as _urlsplit
+
+    _redis_db = _urlsplit(CONFIG.redis_url).path.strip("/") or "0"
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [CONFIG.redis_url], "prefix": "optio"},
+            "CONFIG": {"hosts": [CONFIG.redis_url], "prefix": f"optio.{_redis_db}."},
         }
     }
 else:

@@ -1,0 +1,234 @@
+"""Dispatch: publish on commit, claim once, per-subscriber retry, the sweeper."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection, transaction
+from django.utils import timezone
+
+from optio import dispatch, events, lifecycle
+from optio.celery import app as celery_app
+from optio.models import Event
+from tests.services import require_postgres
+
+# Real commits: publish dispatches from on_commit, which a test wrapped in a transaction never reaches.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+class Recorder:
+    """A subscriber that records the public ids it was called with (and can fail on cue)."""
+
+    def __init__(self, fail: bool = False):
+        self.calls: list[str] = []
+        self.fail = fail
+        self.lock = threading.Lock()
+
+    def __call__(self, event: Event) -> None:
+        if self.fail:
+            raise RuntimeError("receiver is down")
+        with self.lock:
+            self.calls.append(event.public_id)
+
+
+@pytest.fixture
+def recorder():
+    rec = Recorder()
+    events.subscribe("test.recorder", rec)
+    yield rec
+    events.unsubscribe("test.recorder")
+
+
+def test_publish_dispatches_after_commit_and_marks_the_event(recorder, repo):
+    task = lifecycle.create_task(repo, "Add email validation", "Do it")
+    created, queued = Event.objects.filter(task=task).order_by("seq")
+    assert recorder.calls == [created.public_id, queued.public_id]
+    assert created.dispatched_at is not None and queued.dispatched_at is not None
+    assert sorted(created.subscribers_done) == ["optio.websockets", "test.recorder"]
+    assert queued.stream_seq == created.stream_seq + 1
+
+
+def test_rollback_sends_nothing(recorder, repo):
+    task = lifecycle.create_task(repo, "t", "p")
+    before = Event.objects.count()
+    with pytest.raises(RuntimeError), transaction.atomic():
+        lifecycle.transition(task, "running")
+        raise RuntimeError("the request failed after the transition")
+    assert Event.objects.count() == before
+    assert len(recorder.calls) == 2  # task.created and task.queued only
+    task.refresh_from_db()
+    assert task.state == "queued"
+
+
+def test_double_dispatch_delivers_once(recorder, repo):
+    task = lifecycle.create_task(repo, "t", "p", queue=False)
+    event = Event.objects.get(task=task)
+    assert recorder.calls == [event.public_id]
+    assert dispatch.dispatch(event.seq) == 0
+    assert dispatch.dispatch(event.seq) == 0
+    assert recorder.calls == [event.public_id]
+
+
+def test_event_claimed_by_another_dispatcher_is_left_alone(recorder, repo):
+    with dispatch_message_lost():
+        task = lifecycle.create_task(repo, "t", "p", queue=False)
+    event = Event.objects.get(task=task)
+    Event.objects.filter(pk=event.pk).update(claimed_until=timezone.now() + timedelta(seconds=30))
+    assert dispatch.dispatch(event.seq) == 0
+    assert recorder.calls == []
+    # The other dispatcher died: once its lease runs out the event is dispatched again.
+    Event.objects.filter(pk=event.pk).update(claimed_until=timezone.now() - timedelta(seconds=1))
+    assert dispatch.dispatch(event.seq) == 1
+    assert recorder.calls == [event.public_id]
+
+
+def test_dispatch_takes_older_waiting_events_first_in_order(recorder, repo):
+    with dispatch_message_lost():
+        task = lifecycle.create_task(repo, "t", "p")
+        lifecycle.transition(task, "running")
+    names = list(Event.objects.filter(task=task).order_by("seq").values_list("name", flat=True))
+    last = Event.objects.filter(task=task).order_by("-seq").first()
+    assert dispatch.dispatch(last.seq) == 3
+    dispatched = Event.objects.filter(task=task).order_by("stream_seq")
+    assert [e.name for e in dispatched] == names == ["task.created", "task.queued", "task.running"]
+    assert len(recorder.calls) == 3
+
+
+def test_failing_subscriber_is_retried_alone_and_nothing_is_lost(recorder, repo, time_machine):
+    broken = Recorder(fail=True)
+    events.subscribe("test.broken", broken)
+    try:
+        task = lifecycle.create_task(repo, "t", "p", queue=False)
+        event = Event.objects.get(task=task)
+        assert event.dispatched_at is None
+        assert event.attempts == 1
+        assert "receiver is down" in event.last_error
+        assert set(event.subscribers_done) == {"optio.websockets", "test.recorder"}
+        assert event.claimed_until > timezone.now()  # backing off
+        assert recorder.calls == [event.public_id]
+
+        # Inside the back-off nothing is retried, not even by the sweeper.
+        time_machine.move_to(timezone.now() + timedelta(seconds=2))
+        assert dispatch.sweep() == 0
+
+        broken.fail = False
+        time_machine.move_to(timezone.now() + timedelta(seconds=10))
+        assert dispatch.sweep() == 1
+        event.refresh_from_db()
+        assert event.dispatched_at is not None
+        assert broken.calls == [event.public_id]
+        assert recorder.calls == [event.public_id]  # not sent twice
+    finally:
+        events.unsubscribe("test.broken")
+
+
+def test_backoff_grows_with_attempts(repo, time_machine):
+    events.subscribe("test.broken", Recorder(fail=True))
+    try:
+        task = lifecycle.create_task(repo, "t", "p", queue=False)
+        waits = []
+        for _ in range(4):
+            event = Event.objects.get(task=task)
+            waits.append(round((event.claimed_until - timezone.now()).total_seconds()))
+            time_machine.move_to(event.claimed_until + timedelta(seconds=1))
+            dispatch.sweep()
+        assert waits == [5, 10, 20, 40]
+    finally:
+        events.unsubscribe("test.broken")
+
+
+def test_sweeper_leaves_fresh_events_to_their_dispatch(recorder, repo, time_machine):
+    with dispatch_message_lost():
+        lifecycle.create_task(repo, "t", "p", queue=False)
+    assert dispatch.sweep() == 0
+    time_machine.move_to(timezone.now() + timedelta(seconds=6))
+    assert dispatch.sweep() == 1
+    assert len(recorder.calls) == 1
+
+
+def test_sweeper_is_on_the_beat_schedule():
+    entry = celery_app.conf.beat_schedule["optio.sweep-events"]
+    assert entry["task"] == "optio.sweep_events"
+    assert entry["schedule"] <= 10
+    assert "optio.sweep_events" in celery_app.tasks
+
+
+def test_two_concurrent_dispatchers_fan_out_once(repo):
+    require_postgres()
+    entered = threading.Event()
+    release = threading.Event()
+    calls = []
+
+    def slow(event):
+        calls.append(event.public_id)
+        entered.set()
+        release.wait(5)
+
+    with dispatch_message_lost():
+        task = lifecycle.create_task(repo, "t", "p", queue=False)
+    seq = Event.objects.get(task=task).seq
+    events.subscribe("test.slow", slow)
+    results = []
+
+    def worker():
+        try:
+            results.append(dispatch.dispatch(seq))
+        finally:
+            connection.close()
+
+    try:
+        first = threading.Thread(target=worker)
+        first.start()
+        assert entered.wait(5)
+        second = threading.Thread(target=worker)
+        second.start()
+        second.join(5)  # the second dispatcher finds the event claimed and returns at once
+        release.set()
+        first.join(5)
+    finally:
+        events.unsubscribe("test.slow")
+        release.set()
+    assert sorted(results) == [0, 1]
+    assert len(calls) == 1
+
+
+def test_stream_order_follows_commit_order_not_insert_order(repo):
+    """An event inserted first but committed last gets the later stream number."""
+    require_postgres()
+    early = lifecycle.create_task(repo, "early", "p", queue=False)
+    late = lifecycle.create_task(repo, "late", "p", queue=False)
+    inserted = threading.Event()
+    commit = threading.Event()
+
+    def slow_transaction():
+        try:
+            with transaction.atomic():
+                lifecycle.transition(early, "queued")
+                inserted.set()
+                commit.wait(5)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=slow_transaction)
+    thread.start()
+    assert inserted.wait(5)
+    lifecycle.transition(late, "queued")  # inserted after, committed (and dispatched) first
+    commit.set()
+    thread.join(5)
+    first = Event.objects.get(task=early, name="task.queued")
+    second = Event.objects.get(task=late, name="task.queued")
+    assert first.seq < second.seq
+    assert first.stream_seq > second.stream_seq
+
+
+class dispatch_message_lost:
+    """Commit events without dispatching them (as if the broker dropped the message)."""
+
+    def __enter__(self):
+        self._saved = events._enqueue_dispatch
+        events._enqueue_dispatch = lambda seq: None
+
+    def __exit__(self, *exc):
+        events._enqueue_dispatch = self._saved
