@@ -125,6 +125,27 @@ def test_task_page_shows_fields_history_and_logs(signed_in, tasks):
     assert signed_in.get("/tasks/00000000-0000-0000-0000-000000000001/").status_code == 404
 
 
+def test_task_page_shows_the_pull_requests_last_known_status(signed_in, repo):
+    task = lifecycle.create_task(repo, "Fix login", "p")
+    lifecycle.transition(task, "running")
+    status = {
+        "state": "open", "mergeable": False, "reviewDecision": "changes_requested", "changesRequestedBy": ["alice"],
+        "checks": {"state": "failure", "failing": ["lint", "test"], "pending": [], "passing": []},
+        "observedAt": "2026-11-30T10:00:00Z",
+    }  # fmt: skip
+    lifecycle.transition(task, "pr_opened", pr_url=f"{repo.url}/pull/7", pr_status=status)
+    page = signed_in.get(f"/tasks/{task.pk}/").content.decode()
+    section = page[page.index('id="task-pr-status"') :].split("</dd>")[0]
+    assert "failure" in section and "lint, test" in section
+    assert "changes_requested by alice" in section
+    assert "mergeable: no" in section
+
+
+def test_task_page_without_a_watched_pr_has_no_status_row(signed_in, tasks):
+    _, flaky, _ = tasks
+    assert 'id="task-pr-status"' not in signed_in.get(f"/tasks/{flaky.pk}/").content.decode()
+
+
 def test_settings_links_every_area_and_describes_this_instance(signed_in, repo, settings):
     page = signed_in.get("/settings/").content.decode()
     for link in ("/settings/repos/", "/settings/providers/", "/settings/webhooks/", "/settings/mcp/", "/api/docs"):
