@@ -21,6 +21,7 @@ The subscriber contract (what optio/dispatch.py guarantees and what it asks in r
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -110,8 +111,29 @@ def publish(name: str, task: Task | None, *, from_state: str | None = None, data
     if data:
         payload.update(data)
     event = Event.objects.create(name=name, task=task, data=payload)
-    transaction.on_commit(lambda: _enqueue_dispatch(event.seq))
+    _pending.seqs.append(event.seq)
+    transaction.on_commit(_enqueue_pending)
     return event
+
+
+# One dispatch per commit, not one per event: dispatch(seq) fans out every waiting event up
+# to seq, so the first on-commit callback of a transaction enqueues the highest seq it wrote
+# and the others find nothing left to do. Seqs of a rolled-back savepoint may linger here;
+# dispatching "up to" a seq that never committed is harmless.
+class _Pending(threading.local):
+    def __init__(self) -> None:
+        self.seqs: list[int] = []
+
+
+_pending = _Pending()
+
+
+def _enqueue_pending() -> None:
+    seqs = _pending.seqs
+    if not seqs:
+        return
+    _pending.seqs = []
+    _enqueue_dispatch(max(seqs))
 
 
 def _enqueue_dispatch(seq: int) -> None:

@@ -68,18 +68,22 @@ def create_task(
     A second active task for the same ticket raises IntegrityError from the database
     constraint; callers that dedupe (assign, sync) catch it and return the existing task.
     """
+    # A queued task is inserted as queued rather than inserted and then moved: nobody can see
+    # it in between, so the compare-and-set (and its savepoint) would buy nothing. Ticket sync
+    # creates thousands of tasks in one go; this halves the statements per task.
     task = Task.objects.create(
         repo=repo,
         title=title[:500],
         prompt=prompt,
+        state=S.QUEUED if queue else S.PENDING,
         created_by=created_by,
         ticket_source=ticket_source,
         ticket_external_id=str(ticket_external_id),
         ticket_url=ticket_url,
     )
-    events.publish("task.created", task)
+    events.publish("task.created", task, data={"state": S.PENDING})
     if queue:
-        task = transition(task, S.QUEUED)
+        events.publish("task.queued", task, from_state=S.PENDING)
     return task
 
 

@@ -234,3 +234,42 @@ class dispatch_message_lost:
 
     def __exit__(self, *exc):
         events._enqueue_dispatch = self._saved
+
+
+def test_one_commit_enqueues_one_dispatch_that_fans_out_all_its_events(recorder, repo, monkeypatch):
+    from optio.tasks import dispatch_event
+
+    enqueued = []
+    real = dispatch_event.apply_async
+
+    def counting(args, **kwargs):
+        enqueued.append(args[0])
+        return real(args, **kwargs)
+
+    monkeypatch.setattr(dispatch_event, "apply_async", counting)
+    with transaction.atomic():
+        tasks = [lifecycle.create_task(repo, f"t{i}", "p") for i in range(3)]
+    events_written = Event.objects.filter(task__in=tasks)
+    assert events_written.count() == 6
+    assert enqueued == [max(e.seq for e in events_written)]
+    assert len(recorder.calls) == 6
+    assert not events_written.filter(dispatched_at__isnull=True).exists()
+
+
+def test_a_rolled_back_savepoint_does_not_stop_the_rest_of_the_commit_dispatching(recorder, repo):
+    with transaction.atomic():
+        first = lifecycle.create_task(repo, "kept", "p")
+        with pytest.raises(RuntimeError), transaction.atomic():
+            lifecycle.create_task(repo, "rolled back", "p")
+            raise RuntimeError("the savepoint fails")
+    kept = Event.objects.filter(task=first)
+    assert sorted(kept.values_list("name", flat=True)) == ["task.created", "task.queued"]
+    assert not kept.filter(dispatched_at__isnull=True).exists()
+    assert len(recorder.calls) == 2
+
+
+def test_created_event_shows_the_task_as_pending_and_queued_follows_it(repo):
+    task = lifecycle.create_task(repo, "t", "p")
+    created, queued = Event.objects.filter(task=task).order_by("seq")
+    assert (created.name, created.data["state"], created.data["fromState"]) == ("task.created", "pending", None)
+    assert (queued.name, queued.data["state"], queued.data["fromState"]) == ("task.queued", "queued", "pending")
