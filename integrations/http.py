@@ -38,6 +38,9 @@ MAX_RESPONSE_BYTES = 1024 * 1024
 USER_AGENT = "Optio/1.0 (+self-hosted)"
 
 MAX_POOLS = 256
+# Connections kept per destination: the Issues view fetches up to 20 repositories at once from
+# one GitHub host; a smaller pool discards (and later re-opens) the extra keep-alive connections.
+POOL_SIZE = 32
 
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
@@ -267,7 +270,7 @@ def _pool(target: Target) -> urllib3.HTTPConnectionPool:
         if pool is not None:
             _pools.move_to_end(key)
             return pool
-        common = {"maxsize": 16, "block": False, "retries": False}
+        common = {"maxsize": POOL_SIZE, "block": False, "retries": False}
         if target.scheme == "https":
             pool = urllib3.HTTPSConnectionPool(
                 target.address, target.port, server_hostname=target.host, assert_hostname=target.host, **common
