@@ -8,9 +8,13 @@ import pytest
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
+from integrations.github import etags
+from integrations.github import issues as github_issues
 from optio import crypto
+from optio import secrets as secret_service
 from optio.celery import app as celery_app
 from optio.models import ApiToken, Repo
+from tests.fakes.github import fake_github  # noqa: F401 - a fixture: the fake GitHub server
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -74,3 +78,25 @@ def api(admin_user):
 @pytest.fixture
 def repo(db):
     return Repo.objects.create(url="https://github.com/acme/webapp")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_github_memo():
+    # The GitHub client memoises parsed bodies per process; each test starts as a fresh process would.
+    etags.memo.clear()
+    github_issues.summaries.clear()
+    yield
+    etags.writer.drain()  # no cache row written behind may land in the next test
+    etags.memo.clear()
+    github_issues.summaries.clear()
+
+
+@pytest.fixture
+def gh(fake_github):  # noqa: F811
+    return fake_github
+
+
+@pytest.fixture
+def github_token(db, gh):
+    secret_service.set_secret("GITHUB_TOKEN", gh.token)
+    return gh.token

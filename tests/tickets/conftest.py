@@ -4,22 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from integrations.github import etags
 from optio import secrets
 from optio.models import Repo
-from tests.fakes.github import fake_github  # noqa: F401 - re-exported as a fixture
 from tests.fakes.linear import fake_linear  # noqa: F401 - re-exported as a fixture
 from tickets import services
 
 LINEAR_KEY = "lin_api_test_key"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_memo():
-    # The GitHub client memoises parsed bodies per process; each test starts cold.
-    etags.memo.clear()
-    yield
-    etags.memo.clear()
 
 
 @pytest.fixture

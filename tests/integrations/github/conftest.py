@@ -1,34 +1,8 @@
-"""Fixtures for the GitHub integration: the fake GitHub server and a GITHUB_TOKEN secret."""
+"""Fixtures for the GitHub integration (the fake server, `gh` and `github_token` live in tests/conftest.py)."""
 
 from __future__ import annotations
 
 import pytest
-
-from integrations.github import etags, issues
-from optio import secrets
-from tests.fakes.github import fake_github  # noqa: F401 - re-exported as a fixture
-
-
-@pytest.fixture(autouse=True)
-def _fresh_memo():
-    # Parsed bodies are memoised per process; each test starts as a fresh process would.
-    etags.memo.clear()
-    issues.summaries.clear()
-    yield
-    etags.writer.drain()  # no cache row written behind may land in the next test
-    etags.memo.clear()
-    issues.summaries.clear()
-
-
-@pytest.fixture
-def gh(fake_github):  # noqa: F811
-    return fake_github
-
-
-@pytest.fixture
-def github_token(db, gh):
-    secrets.set_secret("GITHUB_TOKEN", gh.token)
-    return gh.token
 
 
 @pytest.fixture

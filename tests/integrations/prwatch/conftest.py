@@ -10,33 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from integrations.github import etags
 from optio import lifecycle, secrets
 from optio.models import Task
-from tests.fakes.github import fake_github  # noqa: F401 - re-exported as a fixture
 from tests.fakes.linear import FakeLinear
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "github" / "webhooks"
 HOOK_SECRET = "It's a Secret to Everybody"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_memo():
-    # Parsed GitHub bodies are memoised per process; each test starts as a fresh process would.
-    etags.memo.clear()
-    yield
-    etags.memo.clear()
-
-
-@pytest.fixture
-def gh(fake_github):  # noqa: F811
-    return fake_github
-
-
-@pytest.fixture
-def github_token(db, gh):
-    secrets.set_secret("GITHUB_TOKEN", gh.token)
-    return gh.token
 
 
 @pytest.fixture
