@@ -68,6 +68,7 @@ def main() -> None:
     from django.test import Client
     from django.test.utils import setup_test_environment, teardown_test_environment
 
+    import optio.asgi  # noqa: F401  (start-up as a served process has it, gc.freeze included)
     from bench.common import summary, table
     from integrations import http
     from integrations.github import client as gh_client

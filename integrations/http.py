@@ -370,11 +370,15 @@ def _exchange(
         raise ConnectFailed(f"The request to {target.host} failed ({_cause(exc)}).") from None
 
     chunks, size, truncated = [], 0, False
+    # A body whose announced length fits is read in one call: urllib3's read() costs tens of
+    # microseconds per call, which added up to a third of a 275 KB GitHub page's client CPU
+    # in 16 KiB steps. The watchdog still bounds the call; an unknown length reads in steps.
+    step = _read_step(raw, max_response)
     try:
         while True:
             if late():
                 raise Timeout(f"{target.host} was still sending its response after {timeout:g} s.")
-            chunk = raw.read(16384, decode_content=True)
+            chunk = raw.read(step, decode_content=True)
             if not chunk:
                 break
             if size + len(chunk) > max_response:
@@ -400,6 +404,13 @@ def _exchange(
         truncated=truncated,
         address=target.address,
     )
+
+
+def _read_step(raw, max_response: int) -> int:
+    length = raw.headers.get("content-length", "")
+    if length.isdigit() and not raw.headers.get("content-encoding") and 0 < int(length) <= max_response:
+        return int(length) + 1  # one more byte than announced: a longer body is still noticed
+    return 16384
 
 
 def _cause(exc: Exception) -> str:

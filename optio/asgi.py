@@ -3,6 +3,7 @@
 Production: `uvicorn optio.asgi:application`.
 """
 
+import gc
 import os
 
 from django.core.asgi import get_asgi_application
@@ -22,3 +23,9 @@ application = ProtocolTypeRouter(
         "websocket": URLRouter(websocket_urlpatterns),
     }
 )
+
+# What start-up created lives as long as the process. Freezing it (after collecting what is
+# already garbage) keeps it out of every later full collection: with ~130k start-up objects in
+# them, full collections took 50-90 ms in the middle of an Issues page (bench_issues).
+gc.collect()
+gc.freeze()

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import msgspec
 from django.conf import settings
 
 from integrations import http
@@ -138,11 +139,14 @@ def list_issues(
     max_pages: int = MAX_PAGES,
     token: str | None = None,
     store=None,
+    shape: etags.Shape = etags.JSON,
 ) -> Listing:
     """Issues of `repo`, pull requests left out (GitHub's issues endpoint returns both).
 
     `labels`: every label must be present (GitHub's semantics). `assignee`: a login,
-    `none` or `*`. `since`: only issues updated at or after this time.
+    `none` or `*`. `since`: only issues updated at or after this time. `shape`: how pages are
+    decoded (default: plain JSON dicts; a shape decoding to objects must give them a
+    `pull_request` attribute, None for issues).
     https://docs.github.com/en/rest/issues/issues#list-repository-issues
     """
     params: dict[str, Any] = {"state": state, "per_page": per_page}
@@ -156,10 +160,14 @@ def list_issues(
         params["sort"] = sort
     if direction:
         params["direction"] = direction
-    listing = _paginate(repo, _repo_path(repo, "issues"), params, max_pages=max_pages, token=token, store=store)
+    path = _repo_path(repo, "issues")
+    listing = _paginate(repo, path, params, max_pages=max_pages, token=token, store=store, shape=shape)
     # https://docs.github.com/en/rest/issues/issues#list-repository-issues: "GitHub's REST API
     # considers every pull request an issue" — PRs carry a `pull_request` key.
-    listing.items = [item for item in listing.items if "pull_request" not in item]
+    if shape is etags.JSON:
+        listing.items = [item for item in listing.items if "pull_request" not in item]
+    else:
+        listing.items = [item for item in listing.items if not item.is_pull_request]
     return listing
 
 
@@ -292,7 +300,7 @@ def _get(repo: Repo, path: str, *, params: dict | None = None, token: str | None
     return data
 
 
-def _paginate(repo: Repo, path: str, params: dict, *, max_pages: int, token, store) -> Listing:
+def _paginate(repo: Repo, path: str, params: dict, *, max_pages: int, token, store, shape=etags.JSON) -> Listing:
     token = token or token_for(repo)
     url: str | None = api_url(path, params)
     scope = etags.scope_key(token, _listing_key(url))
@@ -302,7 +310,7 @@ def _paginate(repo: Repo, path: str, params: dict, *, max_pages: int, token, sto
         if listing.pages >= max_pages:
             listing.truncated = True
             break
-        data, link, fresh, etag = _conditional_get(repo, url, scope, token, store)
+        data, link, fresh, etag = _conditional_get(repo, url, scope, token, store, shape)
         listing.pages += 1
         listing.etags.append(etag)
         listing.not_modified = listing.not_modified and not fresh
@@ -316,7 +324,9 @@ def _paginate(repo: Repo, path: str, params: dict, *, max_pages: int, token, sto
     return listing
 
 
-def _conditional_get(repo: Repo, url: str, scope: str, token: str, store) -> tuple[Any, str, bool, str]:
+def _conditional_get(
+    repo: Repo, url: str, scope: str, token: str, store, shape: etags.Shape = etags.JSON
+) -> tuple[Any, str, bool, str]:
     """(data, link header, fresh, etag): fresh is False when a 304 let the cached body answer."""
     store = store if store is not None else etags.DbStore()
     key = etags.cache_key(token, url)
@@ -327,14 +337,14 @@ def _conditional_get(repo: Repo, url: str, scope: str, token: str, store) -> tup
     response = _request("GET", url, headers, None, repo)
     if response.status == 304 and cached is not None:
         store.revalidated(key, cached)
-        return etags.parsed(key, cached), cached.link, False, cached.etag
+        return _decoded(url, lambda: etags.parsed(scope, key, cached, shape)), cached.link, False, cached.etag
     _raise_for_status(response, repo, url)
-    data = _decode(response, url)
+    data = _decoded(url, lambda: shape.decode(response.body), response.status)
     etag = response.header("etag")
     link = response.header("link") or ""
     if etag:
-        page = etags.CachedPage(etag, link, body=response.body, data=data)
-        etags.memo.put(key, etag, len(response.body), data)
+        page = etags.CachedPage(etag, link, body=response.body, data=data, shape=shape.name)
+        etags.memo.put(scope, key, page, len(response.body))
         store.put(scope, key, url, page)
     return data, link, True, etag or ""
 
@@ -361,10 +371,15 @@ def _request(method: str, url: str, headers: dict, body: bytes | None, repo: Rep
 
 
 def _decode(response: http.Response, url: str):
+    return _decoded(url, lambda: etags.loads(response.body), response.status)
+
+
+def _decoded(url: str, decode: Callable[[], Any], status: int | None = None):
     try:
-        return etags.loads(response.body)
-    except ValueError:
-        raise Unavailable(f"GitHub answered {url} with a body that is not JSON (HTTP {response.status}).") from None
+        return decode()
+    except (ValueError, msgspec.DecodeError) as exc:
+        where = f" (HTTP {status})" if status else " (cached)"
+        raise Unavailable(f"GitHub answered {url} with a body Optio cannot read{where}: {exc}") from None
 
 
 def _message(response: http.Response) -> str:

@@ -21,6 +21,7 @@ import logging
 import queue
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -39,6 +40,23 @@ log = logging.getLogger(__name__)
 MEMO_MAX_BYTES = 64 * 1024 * 1024
 # A 304 refreshes `checked_at` at most this often, so warm reads stay reads.
 TOUCH_INTERVAL = timedelta(hours=1)
+# Cache rows are written this long after they are queued. Writing a cold Issues page's rows
+# (~5 MB into SQLite) took 30 ms of CPU; started at once, it shared the two cores with the
+# next request and made a warm page right after a cold one ~14 ms slower (bench_issues).
+# Jobs queued meanwhile are written together. `drain()` skips the wait.
+WRITE_DELAY = 0.5
+
+
+@dataclass(frozen=True)
+class Shape:
+    """How a page's JSON is decoded. Callers that need different views of the same URL
+    (the Issues view wants a few fields, ticket sync the whole objects) memoise separately."""
+
+    name: str
+    decode: Callable[[bytes], object]
+
+
+JSON = Shape("json", loads)
 
 
 @dataclass
@@ -48,6 +66,7 @@ class CachedPage:
     body: bytes | None = None
     checked_at: datetime | None = None
     data: object = field(default=None, repr=False)
+    shape: str = ""  # the Shape `data` was decoded with
 
 
 def fingerprint(token: str) -> str:
@@ -65,50 +84,90 @@ def scope_key(token: str, listing: str) -> str:
 
 
 class _Memo:
+    """The newest parsed page per (URL key, shape) this process has seen, bounded by raw size.
+
+    It also answers "which pages of these listings do we know?", so a warm listing needs no
+    database read at all. A page known here with an older ETag than another process stored
+    is still safe to revalidate: GitHub answers 200 with the new body, never a wrong 304.
+    """
+
     def __init__(self, max_bytes: int):
         self.max_bytes = max_bytes
-        self._items: OrderedDict[tuple[str, str], tuple[int, object]] = OrderedDict()
+        self._items: OrderedDict[tuple[str, str], tuple[str, int, CachedPage]] = OrderedDict()
+        self._by_scope: dict[tuple[str, str], set[str]] = {}
         self._size = 0
         self._lock = threading.Lock()
 
-    def get(self, key: str, etag: str):
+    def get(self, key: str, etag: str, shape: str = JSON.name):
         with self._lock:
-            hit = self._items.get((key, etag))
-            if hit is None:
+            hit = self._items.get((key, shape))
+            if hit is None or hit[2].etag != etag:
                 return None
-            self._items.move_to_end((key, etag))
-            return hit[1]
+            self._items.move_to_end((key, shape))
+            return hit[2].data
 
-    def put(self, key: str, etag: str, size: int, data) -> None:
+    def put(self, scope: str, key: str, page: CachedPage, size: int) -> None:
+        """`page` must carry its decoded `data` and `shape`; its body is not kept."""
+        entry = CachedPage(page.etag, page.link, checked_at=page.checked_at, data=page.data, shape=page.shape)
         with self._lock:
-            old = self._items.pop((key, etag), None)
-            if old:
-                self._size -= old[0]
-            self._items[(key, etag)] = (size, data)
+            self._drop((key, page.shape))
+            self._items[(key, page.shape)] = (scope, size, entry)
+            self._by_scope.setdefault((scope, page.shape), set()).add(key)
             self._size += size
             while self._size > self.max_bytes and self._items:
-                _, (dropped, _) = self._items.popitem(last=False)
-                self._size -= dropped
+                self._drop(next(iter(self._items)))
+
+    def touched(self, key: str, shape: str, checked_at: datetime) -> None:
+        with self._lock:
+            hit = self._items.get((key, shape))
+            if hit is not None:
+                hit[2].checked_at = checked_at
+
+    def pages(self, scopes: list[str], shape: str) -> tuple[dict[str, CachedPage], set[str]]:
+        """(copies of the known pages of `scopes`, the scopes they cover)."""
+        found, covered = {}, set()
+        with self._lock:
+            for scope in scopes:
+                for key in self._by_scope.get((scope, shape), ()):
+                    page = self._items[(key, shape)][2]
+                    found[key] = CachedPage(
+                        page.etag, page.link, checked_at=page.checked_at, data=page.data, shape=shape
+                    )
+                    covered.add(scope)
+        return found, covered
+
+    def _drop(self, item: tuple[str, str]) -> None:
+        old = self._items.pop(item, None)
+        if old is not None:
+            scope, size, _ = old
+            self._size -= size
+            keys = self._by_scope.get((scope, item[1]))
+            if keys is not None:
+                keys.discard(item[0])
+                if not keys:
+                    del self._by_scope[(scope, item[1])]
 
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+            self._by_scope.clear()
             self._size = 0
 
 
 memo = _Memo(MEMO_MAX_BYTES)
 
 
-def parsed(key: str, page: CachedPage):
-    """The JSON of a cached page, parsed at most once per (key, ETag) in this process."""
-    if page.data is not None:
+def parsed(scope: str, key: str, page: CachedPage, shape: Shape = JSON):
+    """The JSON of a cached page, decoded at most once per (key, ETag, shape) in this process."""
+    if page.data is not None and page.shape == shape.name:
         return page.data
-    data = memo.get(key, page.etag)
+    data = memo.get(key, page.etag, shape.name)
     if data is None:
         body = page.body if page.body is not None else _load_body(key)
-        data = loads(body or b"null")
-        memo.put(key, page.etag, len(body or b""), data)
-    page.data = data
+        data = shape.decode(body or b"null")
+        page.data, page.shape = data, shape.name
+        memo.put(scope, key, page, len(body or b""))
+    page.data, page.shape = data, shape.name
     return data
 
 
@@ -147,6 +206,8 @@ def _upsert(pages: dict[str, tuple[str, str, CachedPage]]) -> None:
 class DbStore:
     """Reads and writes rows as requests are made (single-threaded callers)."""
 
+    shape = JSON
+
     def get(self, scope: str, key: str) -> CachedPage | None:
         row = CachedResponse.objects.filter(key=key).values("etag", "link", "checked_at").first()
         return CachedPage(row["etag"], row["link"], checked_at=row["checked_at"]) if row else None
@@ -157,23 +218,28 @@ class DbStore:
     def revalidated(self, key: str, page: CachedPage) -> None:
         if page.checked_at is None or timezone.now() - page.checked_at > TOUCH_INTERVAL:
             CachedResponse.objects.filter(key=key).update(checked_at=timezone.now())
+            memo.touched(key, self.shape.name, timezone.now())
 
 
 class PreloadedStore:
     """Loaded up front on the calling thread; worker threads only read and record in memory."""
 
-    def __init__(self, scopes: list[str]):
-        self._pages: dict[str, CachedPage] = {}
+    def __init__(self, scopes: list[str], shape: Shape = JSON):
         self._dirty: dict[str, tuple[str, str, CachedPage]] = {}
         self._touched: set[str] = set()
         self._lock = threading.Lock()
-        rows = list(CachedResponse.objects.filter(scope__in=scopes).values_list("key", "etag", "link", "checked_at"))
-        for key, etag, link, checked_at in rows:
-            # Holding the parsed data here keeps it even if the memo drops it before a worker asks.
-            self._pages[key] = CachedPage(etag, link, checked_at=checked_at, data=memo.get(key, etag))
-        self._pages.update(writer.pending(scopes))  # written behind, not in the database yet
+        self.shape = shape
+        # Listings this process has read before come from memory, with their parsed data;
+        # only the others cost a query (a fresh process, or pages the memo let go).
+        self._pages, known = memo.pages(scopes, shape.name)
+        unknown = [scope for scope in scopes if scope not in known]
+        if unknown:
+            rows = CachedResponse.objects.filter(scope__in=unknown).values_list("key", "etag", "link", "checked_at")
+            for key, etag, link, checked_at in rows:
+                self._pages[key] = CachedPage(etag, link, checked_at=checked_at)
+            self._pages.update(writer.pending(unknown))  # written behind, not in the database yet
         # Bodies are read only for pages this process has not parsed yet (a cold process).
-        missing = [key for key, page in self._pages.items() if page.data is None]
+        missing = [key for key, page in self._pages.items() if page.data is None or page.shape != shape.name]
         if missing:
             for key, body in CachedResponse.objects.filter(key__in=missing).values_list("key", "body"):
                 self._pages[key].body = body.encode()
@@ -191,6 +257,7 @@ class PreloadedStore:
         if page.checked_at is None or timezone.now() - page.checked_at > TOUCH_INTERVAL:
             with self._lock:
                 self._touched.add(key)
+            memo.touched(key, self.shape.name, timezone.now())
 
     def flush(self) -> None:
         """Persist what the worker threads recorded (call on the thread that owns the connection)."""
@@ -214,6 +281,7 @@ class _Writer:
     Inside a transaction (a test, a caller's atomic block) rows are written at once, in it.
     A full queue also writes at once, so memory stays bounded. Losing a queued write (the
     process exits) costs one unconditional request later, nothing more: it is a cache.
+    Until written, queued pages are served by `pending()` and this process's memo.
     """
 
     def __init__(self, max_jobs: int = 32):
@@ -221,6 +289,7 @@ class _Writer:
         self._pending: dict[str, tuple[str, str, CachedPage]] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._hurry = threading.Event()
 
     def submit(self, dirty: dict[str, tuple[str, str, CachedPage]], touched: set[str]) -> None:
         if connection.in_atomic_block:
@@ -246,24 +315,41 @@ class _Writer:
 
     def drain(self) -> None:
         """Wait until every queued write is in the database (tests, benchmarks, shutdown)."""
-        self._queue.join()
+        self._hurry.set()
+        try:
+            self._queue.join()
+        finally:
+            self._hurry.clear()
 
     def _run(self) -> None:
         while True:
-            dirty, touched = self._queue.get()
+            jobs = [self._queue.get()]
+            self._hurry.wait(WRITE_DELAY)
+            while True:
+                try:
+                    jobs.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            dirty: dict[str, tuple[str, str, CachedPage]] = {}
+            touched: set[str] = set()
+            for job_dirty, job_touched in jobs:  # in order: a later page of a key wins
+                dirty.update(job_dirty)
+                touched |= job_touched
             try:
                 close_old_connections()
-                _write(dirty, touched)
+                _write(dirty, touched - set(dirty))
             except Exception:
                 log.exception("Writing %d cached GitHub responses failed", len(dirty))
             finally:
                 with self._lock:
-                    for key, entry in dirty.items():
-                        if self._pending.get(key) is entry:
-                            del self._pending[key]
+                    for job_dirty, _ in jobs:
+                        for key, entry in job_dirty.items():
+                            if self._pending.get(key) is entry:
+                                del self._pending[key]
                 if self._queue.empty():
                     connection.close()  # an idle writer holds no database connection
-                self._queue.task_done()
+                for _ in jobs:
+                    self._queue.task_done()
 
 
 writer = _Writer()

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from functools import cached_property
 
+import msgspec
 from django.db.models import Q
 
 from integrations.github import client, etags
@@ -131,6 +132,42 @@ class _Summaries:
 summaries = _Summaries()
 
 
+class _Login(msgspec.Struct, gc=False):
+    login: str
+
+
+class _Label(msgspec.Struct, gc=False):
+    name: str
+
+
+class IssueRow(msgspec.Struct, gc=False):
+    """The fields of a listed issue this view reads; msgspec skips the rest of GitHub's object
+    without building it. gc=False: thousands of these stay memoised, and untracked objects
+    keep the garbage collector's full passes short (orjson's dict trees made them 50-75 ms)."""
+
+    id: int
+    number: int
+    title: str
+    html_url: str
+    state: str
+    created_at: str
+    updated_at: str
+    body: str | None = None
+    comments: int = 0
+    labels: tuple[str | _Label, ...] = ()
+    user: _Login | None = None
+    assignee: _Login | None = None
+    assignees: tuple[_Login | None, ...] = ()
+    pull_request: msgspec.Raw = msgspec.Raw()  # present on pull requests, which are left out
+
+    @property
+    def is_pull_request(self) -> bool:
+        return bytes(self.pull_request) not in (b"", b"null")
+
+
+ROWS = etags.Shape("issue-rows", msgspec.json.Decoder(list[IssueRow]).decode)
+
+
 def repo_json(repo: Repo) -> dict:
     return {"id": repo.pk, "fullName": repo.full_name, "repoUrl": repo.url}
 
@@ -163,21 +200,24 @@ def fetch(repos: list[Repo], filters: Filters) -> Feed:
             plan.append((repo, token))
     params = {"state": filters.state, "per_page": client.PER_PAGE}
     store = etags.PreloadedStore(
-        [client.listing_scope(token, f"/repos/{repo.owner}/{repo.name}/issues", params) for repo, token in plan]
+        [client.listing_scope(token, f"/repos/{repo.owner}/{repo.name}/issues", params) for repo, token in plan],
+        ROWS,
     )
 
     def one(repo: Repo, token: str) -> tuple[list[dict], RepoError | None]:
         try:
-            listing = client.list_issues(repo, state=filters.state, token=token, store=store)
+            listing = client.list_issues(repo, state=filters.state, token=token, store=store, shape=ROWS)
         except client.GitHubError as exc:
-            return [], RepoError(repo, str(exc), exc.kind)
+            return [], RepoError(repo, str(exc), exc.kind), None
         except Exception as exc:  # one repository's surprise must not hide the others
             log.exception("Listing issues of %s failed", repo.full_name)
-            return [], RepoError(repo, f"Listing issues of {repo.full_name} failed unexpectedly ({exc}).", "error")
+            error = RepoError(repo, f"Listing issues of {repo.full_name} failed unexpectedly ({exc}).", "error")
+            return [], error, None
         key = (repo.pk, repo.url, *listing.etags) if all(listing.etags) else None
         items = summaries.get(key) if key else None
         if items is None:
-            items = [summary(repo, issue) for issue in listing]
+            shared = repo_json(repo)
+            items = [row_summary(shared, row) for row in listing]
             if key:
                 summaries.put(key, items)
         note = None
@@ -188,28 +228,45 @@ def fetch(repos: list[Repo], filters: Filters) -> Feed:
                 f"{client.MAX_PAGES} pages of {client.PER_PAGE} issues per repository.",
                 "truncated",
             )
-        return items, note
+        return items, note, key
 
     futures = [(repo, pool().submit(one, repo, token)) for repo, token in plan]
     wait([future for _, future in futures], timeout=FETCH_DEADLINE)
-    everything: list[dict] = []
+    parts: list[list[dict]] = []
+    keys: list[tuple | None] = []
     for repo, future in futures:
         if not future.done():
             future.cancel()  # queued behind other requests: drop it; running: its result is ignored
             reason = f"GitHub did not finish answering for {repo.full_name} within {FETCH_DEADLINE:g} s."
             errors.append(RepoError(repo, reason, "timeout"))
+            keys.append(None)
             continue
-        items, error = future.result()
-        everything.extend(items)
+        items, error, key = future.result()
+        parts.append(items)
+        keys.append(key)
         if error:
             errors.append(error)
     store.flush()
 
+    everything = _merged(parts, keys)
+    # `everything` is newest first, and filtering keeps that order.
     matching = [item for item in everything if filters.matches(item)] if filters.active else list(everything)
-    matching.sort(key=lambda i: (i["createdAt"], i["repo"]["fullName"], i["number"]), reverse=True)
     return Feed(
         items=matching, errors=errors, repos=repos, everything=everything, missing_token=bool(repos) and not plan
     )
+
+
+def _merged(parts: list[list[dict]], keys: list[tuple | None]) -> list[dict]:
+    """Every repository's summaries in one list, newest first. The same listings (same ETags)
+    give the same list, so a warm request re-uses the sorted list whole (treat it as read-only)."""
+    key = ("merged", *keys) if keys and all(keys) else None
+    found = summaries.get(key) if key else None
+    if found is None:
+        found = [item for part in parts for item in part]
+        found.sort(key=lambda i: (i["createdAt"], i["repo"]["fullName"], i["number"]), reverse=True)
+        if key:
+            summaries.put(key, found)
+    return found
 
 
 def _missing_token(repo: Repo) -> str:
@@ -236,6 +293,29 @@ def summary(repo: Repo, issue: dict) -> dict:
         "repo": repo_json(repo),
         "createdAt": issue["created_at"],
         "updatedAt": issue["updated_at"],
+    }
+
+
+def row_summary(repo: dict, row: IssueRow) -> dict:
+    """`summary` for an IssueRow from a listing; `repo` is repo_json(), shared by its issues."""
+    assignees = [a.login for a in row.assignees if a]
+    if not assignees and row.assignee:
+        assignees = [row.assignee.login]
+    return {
+        "id": row.id,
+        "number": row.number,
+        "title": row.title,
+        "body": row.body or "",
+        "url": row.html_url,
+        "labels": [label if isinstance(label, str) else label.name for label in row.labels],
+        "state": row.state,
+        "author": row.user.login if row.user else None,
+        "assignee": assignees[0] if assignees else None,
+        "assignees": assignees,
+        "comments": row.comments,
+        "repo": repo,
+        "createdAt": row.created_at,
+        "updatedAt": row.updated_at,
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 
 import pytest
+import urllib3
 
 from integrations import http
 from tests.fakes.receiver import Receiver, refused_url
@@ -181,6 +182,22 @@ def test_huge_response_is_truncated_and_the_pool_stays_usable(rx):
     resp = http.request("POST", rx.url_for("huge:5000000"), body=b"{}", max_response=65536)
     assert resp.status == 200 and resp.truncated
     assert len(resp.body) == 65536
+    assert http.request("POST", rx.url, body=b"{}").status == 200
+
+
+def test_a_body_within_the_limit_is_read_whole(rx, monkeypatch):
+    reads = []
+    real_read = urllib3.response.HTTPResponse.read
+    monkeypatch.setattr(
+        urllib3.response.HTTPResponse, "read", lambda self, *a, **k: reads.append(a) or real_read(self, *a, **k)
+    )
+
+    resp = http.request("POST", rx.url_for("huge:3000000"), body=b"{}", max_response=4_000_000)
+
+    assert resp.status == 200 and not resp.truncated and len(resp.body) == 3_000_000
+    # Its Content-Length is known, so it takes one read (and one more that finds the end),
+    # not 184 reads of 16 KiB.
+    assert len(reads) == 2
     assert http.request("POST", rx.url, body=b"{}").status == 200
 
 

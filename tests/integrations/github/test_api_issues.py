@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from integrations.github import issues
+from integrations.github import client, issues
 from optio import lifecycle
 from optio.models import Repo
 
@@ -205,3 +205,60 @@ def test_a_repository_slower_than_the_deadline_is_reported_and_the_rest_return(
     assert sorted(_titles(body)) == ["Add dark mode", "Login fails on Safari"]
     assert [(e["repo"]["fullName"], e["kind"]) for e in body["errors"]] == [("acme/api", "timeout")]
     assert "within 0.3 s" in body["errors"][0]["reason"]
+
+
+def test_an_issue_github_shapes_unexpectedly_is_that_repositorys_error_not_a_500(api, two_repos, gh, github_token):
+    real = gh._issue_json
+    gh._issue_json = lambda repo, issue: {"id": 1} if repo.full_name == "acme/api" else real(repo, issue)
+
+    resp = api.get("/api/issues")
+
+    assert resp.status_code == 200
+    body = resp.json()
+    assert sorted(_titles(body)) == ["Add dark mode", "Login fails on Safari"]
+    [error] = body["errors"]
+    assert error["repo"]["fullName"] == "acme/api" and error["kind"] == "unavailable"
+    assert "cannot read" in error["reason"] and "number" in error["reason"]  # names the missing field
+
+
+def test_labels_sent_as_plain_strings_are_read_too(api, two_repos, gh, github_token):
+    # GitHub documents an issue's labels as objects or strings.
+    real = gh._issue_json
+    gh._issue_json = lambda repo, issue: {**real(repo, issue), "labels": [label["name"] for label in real(repo, issue)["labels"]]}  # fmt: skip
+
+    body = api.get("/api/issues?labels=ui").json()
+
+    assert _titles(body) == ["Login fails on Safari"] and body["results"][0]["labels"] == ["bug", "ui"]
+
+
+def test_a_warm_listing_reads_etags_from_memory_and_a_fresh_process_from_the_database(
+    api, two_repos, gh, github_token, django_assert_max_num_queries
+):
+    from integrations.github import etags
+
+    assert api.get("/api/issues").json()["count"] == 3
+    repos = list(Repo.objects.all())
+    scopes = [
+        client.listing_scope(github_token, f"/repos/{r.full_name}/issues", {"state": "open", "per_page": 100})
+        for r in repos
+    ]
+    with django_assert_max_num_queries(0):
+        etags.PreloadedStore(scopes, issues.ROWS)
+    with django_assert_max_num_queries(2):  # a fresh process: ETags, then the bodies to parse
+        etags.memo.clear()
+        store = etags.PreloadedStore(scopes, issues.ROWS)
+    assert all(page.body for page in store._pages.values())
+
+    issues.summaries.clear()
+    body = api.get("/api/issues").json()
+    assert body["count"] == 3 and [r.status for r in gh.requests[-2:]] == [304, 304]
+
+
+def test_the_plain_json_and_the_issues_view_shapes_of_one_url_are_memoised_apart(two_repos, gh, github_token):
+    webapp = two_repos[0]
+    issues.fetch([webapp], issues.Filters())  # memoises IssueRow objects for the listing URL
+
+    listing = client.list_issues(webapp, state="open", per_page=100)  # same URL, plain JSON asked for
+
+    assert gh.requests[-1].status == 304
+    assert sorted(item["title"] for item in listing) == ["Add dark mode", "Login fails on Safari"]

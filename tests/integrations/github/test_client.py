@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -283,3 +284,31 @@ def test_outside_a_transaction_rows_are_written_behind_and_pending_pages_still_r
     release.set()
     etags.writer.drain()
     assert list(CachedResponse.objects.values_list("scope", flat=True)) == [scope]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rows_written_behind_wait_a_moment_and_are_written_together_without_a_drain(gh, monkeypatch):
+    secrets.set_secret("GITHUB_TOKEN", gh.token)
+    webapp = Repo.objects.create(url="https://github.com/acme/webapp")
+    api_repo = Repo.objects.create(url="https://github.com/acme/api")
+    for name in ("acme/webapp", "acme/api"):
+        gh.add_issue(name, "An issue")
+    writes = []
+    real_write = etags._write
+    monkeypatch.setattr(etags, "_write", lambda dirty, touched: (writes.append(len(dirty)), real_write(dirty, touched)))
+    scopes = [
+        client.listing_scope(gh.token, f"/repos/{name}/issues", {"state": "open", "per_page": client.PER_PAGE})
+        for name in ("acme/webapp", "acme/api")
+    ]
+
+    for repo, scope in zip((webapp, api_repo), scopes, strict=True):
+        store = etags.PreloadedStore([scope])
+        client.list_issues(repo, token=gh.token, store=store)
+        store.flush()
+    assert CachedResponse.objects.count() == 0 and writes == []  # queued, not written yet
+
+    deadline = time.monotonic() + 10
+    while CachedResponse.objects.count() < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert CachedResponse.objects.count() == 2
+    assert writes == [2]  # both requests' pages in one write
