@@ -78,3 +78,19 @@ def retention() -> timedelta:
 
 def purge_batch() -> int:
     return int(_get("OPTIO_WEBHOOK_PURGE_BATCH", 500))
+
+
+def batch_size() -> int:
+    """Due deliveries one drain job claims and sends at once (webhooks/batch.py)."""
+    return int(_get("OPTIO_WEBHOOK_BATCH_SIZE", 32))
+
+
+def send_threads() -> int:
+    """Sender threads per worker process, shared by its drain jobs. Enough for every claimed
+    delivery of a few concurrent batches to have its own, so no request waits behind a slow one."""
+    return int(_get("OPTIO_WEBHOOK_SEND_THREADS", 128))
+
+
+def straggler_wait() -> float:
+    """Seconds a drain waits for its whole batch before recording what has finished, then the rest."""
+    return float(_get("OPTIO_WEBHOOK_STRAGGLER_WAIT", 1.0))

@@ -19,12 +19,14 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import math
 import random
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -69,8 +71,9 @@ def create_for_event(event: Event, webhooks: list[Webhook] | None = None, *, enq
     size = len(body.encode())
     too_large = size > conf.MAX_PAYLOAD_BYTES
     too_large_error = f"Not sent: the payload is {size} bytes and the limit is {conf.MAX_PAYLOAD_BYTES} bytes."
-    if webhooks is None and event.name != conf.TEST_EVENT and sql.usable():
-        # The usual case on PostgreSQL: pick the subscribed webhooks and insert in one round trip.
+    if webhooks is None and event.name != conf.TEST_EVENT and connection.vendor == "postgresql":
+        # The usual case on PostgreSQL: pick the subscribed webhooks and insert in one round trip
+        # (inside the dispatcher's transaction, or committed on its own outside one).
         rows = sql.create_for_subscribers(
             {
                 "evt": event.public_id,
@@ -87,7 +90,7 @@ def create_for_event(event: Event, webhooks: list[Webhook] | None = None, *, enq
         )
         ids = [pk for pk, status, attempts in rows if status == PENDING and attempts == 0]
         if enqueue and ids:
-            enqueue_ids(ids)
+            request_drains(len(ids))
         return ids
     hooks = targets(event) if webhooks is None else webhooks
     if not hooks:
@@ -122,13 +125,13 @@ def create_for_event(event: Event, webhooks: list[Webhook] | None = None, *, enq
         elif too_large:
             ids = []
         if enqueue and ids:
-            enqueue_ids(ids)
+            request_drains(len(ids))
         return ids
     with transaction.atomic():
         Delivery.objects.bulk_create([Delivery(**f) for f in fields], ignore_conflicts=True)
         ids = list(unsent)
         if enqueue and ids:
-            transaction.on_commit(lambda: enqueue_ids(ids))
+            request_drains(len(ids))
     return ids
 
 
@@ -137,7 +140,46 @@ def on_event(event: Event) -> None:
     create_for_event(event)
 
 
+# Deliveries that are due are sent by drain jobs (webhooks/batch.py), each claiming whatever is
+# due, up to a batch. So new deliveries need drain jobs in proportion, not a message each: the
+# deliveries created for every event of one dispatch batch (one transaction) share their jobs.
+class _Requested(threading.local):
+    def __init__(self) -> None:
+        self.count = 0
+
+
+_requested = _Requested()
+
+
+def request_drains(count: int) -> None:
+    """Queue drain jobs for `count` newly due deliveries once the current transaction commits
+    (at once outside a transaction)."""
+    _requested.count += count
+    # Registered on every call: a callback registered inside a savepoint that rolls back is
+    # dropped. The first to run queues for all; a count left by a rolled-back transaction only
+    # costs one drain that finds nothing.
+    transaction.on_commit(_flush_requested)
+
+
+def _flush_requested() -> None:
+    count, _requested.count = _requested.count, 0
+    if count:
+        enqueue_drains(math.ceil(count / conf.batch_size()))
+
+
+def enqueue_drains(jobs: int, *, countdown: float | None = None) -> None:
+    from webhooks.tasks import drain
+
+    try:
+        with drain.app.producer_or_acquire() as producer:  # one broker connection for them all
+            for _ in range(jobs):
+                drain.apply_async(countdown=countdown, producer=producer)
+    except Exception:
+        log.warning("could not enqueue %s webhook drain job(s); the sweeper will queue them", jobs, exc_info=True)
+
+
 def enqueue_ids(ids: list[int], *, manual: bool = False, countdown: float | None = None) -> None:
+    """One attempt per delivery id: manual sends and rescued leases (a due delivery needs a drain)."""
     from webhooks.tasks import deliver
 
     kwargs = {"manual": True} if manual else None
@@ -220,11 +262,23 @@ def attempt(delivery_id: int, *, manual: bool = False) -> str | None:
     if claimed is None:
         return None
     delivery, number, prior = claimed
-    webhook = delivery.webhook
+    record, outcome = send(delivery, number, manual=manual)
+    return _record(delivery, number, record, outcome, manual, prior)
 
+
+def send(
+    delivery: Delivery, number: int, *, manual: bool = False, secrets: list[str] | None = None
+) -> tuple[Attempt, Outcome]:
+    """Sign and POST one claimed attempt; returns its (unsaved) Attempt row and its Outcome.
+
+    No database access, so batches (webhooks/batch.py) can call it from sender threads.
+    """
+    webhook = delivery.webhook
     body = delivery.body_bytes
     timestamp = int(time.time())
-    sent = signing.headers(delivery.event_name, delivery.public_id, timestamp, body, webhook.signing_secrets())
+    if secrets is None:
+        secrets = webhook.signing_secrets()
+    sent = signing.headers(delivery.event_name, delivery.public_id, timestamp, body, secrets)
     started = timezone.now()
     clock = time.monotonic()
     resp = None
@@ -262,7 +316,7 @@ def attempt(delivery_id: int, *, manual: bool = False) -> str | None:
         error_class=outcome.error_class,
         error=outcome.error,
     )
-    return _record(delivery, number, record, outcome, manual, prior)
+    return record, outcome
 
 
 def _claim_fast(delivery_id: int) -> tuple[Delivery, int, str] | None:
@@ -270,6 +324,16 @@ def _claim_fast(delivery_id: int) -> tuple[Delivery, int, str] | None:
     row = sql.claim_scheduled(delivery_id, now, now + conf.lease(), conf.TEST_EVENT)
     if row is None:
         return None
+    item = from_claim_row(row)
+    prior = row["o_status"]
+    if prior == SENDING:
+        _record_lost_attempt(item, row["o_claimed_until"], now)
+        prior = PENDING
+    return item, item.attempt_count, prior
+
+
+def from_claim_row(row: dict) -> Delivery:
+    """The claimed Delivery (with its Webhook) from a row of sql.claim_scheduled or sql.claim_due."""
     hook = Webhook(
         id=row["w_id"],
         url=row["w_url"],
@@ -292,11 +356,7 @@ def _claim_fast(delivery_id: int) -> tuple[Delivery, int, str] | None:
         attempt_count=row["d_attempt_count"],
     )
     item.webhook = hook
-    prior = row["o_status"]
-    if prior == SENDING:
-        _record_lost_attempt(item, row["o_claimed_until"], now)
-        prior = PENDING
-    return item, item.attempt_count, prior
+    return item
 
 
 def _record_lost_attempt(item: Delivery, claimed_until: datetime | None, now: datetime) -> None:
@@ -348,8 +408,8 @@ def _claim(delivery_id: int, manual: bool) -> tuple[Delivery, int, str] | None:
     return delivery, number, PENDING if stale else prior
 
 
-def _record(delivery: Delivery, number: int, record: Attempt, outcome: Outcome, manual: bool, prior: str) -> str:
-    now = timezone.now()
+def settle(delivery: Delivery, outcome: Outcome, manual: bool, prior: str, now: datetime) -> tuple[dict, float | None]:
+    """The delivery's fields after an attempt, and the delay of its next attempt when one is scheduled."""
     delay = None
     if outcome.success:
         status = SUCCESS
@@ -369,14 +429,19 @@ def _record(delivery: Delivery, number: int, record: Attempt, outcome: Outcome, 
         "claimed_until": None,
         "last_error": outcome.error,
     }
-    queue_now = status == PENDING and delay is not None and delay <= conf.countdown_max()
     if status == PENDING and delay is not None:
         changes["next_attempt_at"] = now + timedelta(seconds=delay)
-        if queue_now:  # the countdown message is queued for exactly that time
+        if delay <= conf.countdown_max():  # a message is queued for exactly that time
             changes["enqueued_at"] = changes["next_attempt_at"]
     if status in (SUCCESS, FAILED):
         changes["next_attempt_at"] = None
         changes["finished_at"] = now
+    return changes, delay
+
+
+def _record(delivery: Delivery, number: int, record: Attempt, outcome: Outcome, manual: bool, prior: str) -> str:
+    now = timezone.now()
+    changes, delay = settle(delivery, outcome, manual, prior, now)
     # Only the holder of this claim may settle the row (a sweeper may have re-leased it).
     if sql.usable():
         sql.record_attempt({c: getattr(record, c) for c in sql.ATTEMPT_COLUMNS}, delivery.pk, number, changes)
@@ -384,10 +449,10 @@ def _record(delivery: Delivery, number: int, record: Attempt, outcome: Outcome, 
         with transaction.atomic():
             record.save(force_insert=True)
             Delivery.objects.filter(pk=delivery.pk, attempt_count=number, status=SENDING).update(**changes)
-    _update_health(delivery.webhook, outcome, now)
-    if queue_now:
+    update_health(delivery.webhook, outcome, now)
+    if "enqueued_at" in changes:
         enqueue_ids([delivery.pk], countdown=delay)
-    return status
+    return changes["status"]
 
 
 def _response_headers(resp: http.Response | None) -> dict[str, str]:
@@ -403,7 +468,7 @@ def _text(value: str) -> str:
 # --- endpoint health ----------------------------------------------------------------------
 
 
-def _update_health(webhook: Webhook, outcome: Outcome, now: datetime) -> None:
+def update_health(webhook: Webhook, outcome: Outcome, now: datetime) -> None:
     hooks = Webhook.objects.filter(pk=webhook.pk)
     if outcome.success:
         recent = now - timedelta(seconds=5)
@@ -455,18 +520,22 @@ def disable_long_failing() -> int:
 
 
 def enqueue_due(limit: int = 1000) -> int:
-    """Beat: queue due deliveries that have no message waiting, and deliveries whose lease ran out
-    (their worker died mid-request)."""
+    """Beat: queue drains for due deliveries that have no drain in line, and one attempt each for
+    deliveries whose lease ran out (their worker died mid-request). Returns how many it queued for."""
     now = timezone.now()
     not_queued = Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=now - conf.sweep_grace())
     due = Q(status=PENDING, next_attempt_at__lte=now) & (not_queued | Q(enqueued_at__lt=F("next_attempt_at")))
     expired = Q(status=SENDING, claimed_until__lt=now) & (not_queued | Q(enqueued_at__lt=F("claimed_until")))
-    ids = list(Delivery.objects.filter(due | expired).order_by("pk").values_list("pk", flat=True)[:limit])
-    if not ids:
+    due_ids = list(Delivery.objects.filter(due).order_by("pk").values_list("pk", flat=True)[:limit])
+    expired_ids = list(Delivery.objects.filter(expired).order_by("pk").values_list("pk", flat=True)[:limit])
+    if not due_ids and not expired_ids:
         return 0
-    Delivery.objects.filter(pk__in=ids).update(enqueued_at=now)
-    enqueue_ids(ids)
-    return len(ids)
+    Delivery.objects.filter(pk__in=due_ids + expired_ids).update(enqueued_at=now)
+    if due_ids:
+        enqueue_drains(math.ceil(len(due_ids) / conf.batch_size()))
+    if expired_ids:
+        enqueue_ids(expired_ids)  # one by one: the takeover records the lost attempt first
+    return len(due_ids) + len(expired_ids)
 
 
 def purge_old(max_batches: int = 200) -> int:
