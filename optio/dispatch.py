@@ -23,8 +23,9 @@ commits; SQLite serialises writers already), so when number N is visible every l
 number is visible too. /ws/events frames carry `stream_seq` as their `seq`, so resuming
 with ?after=N can neither skip nor repeat anything (optio/consumers.py).
 
-Claiming takes every waiting event up to the one asked for, in `seq` order, so the events
-of one transaction (task.created, task.queued) reach the stream in the order they happened.
+Claiming takes the waiting events in `seq` order (every one committed so far, up to a batch,
+not only those up to the one asked for), so the events of one transaction (task.created,
+task.queued) reach the stream in the order they happened.
 """
 
 from __future__ import annotations
@@ -50,8 +51,25 @@ STREAM_LOCK_KEY = 0x6F7074696F737472
 
 
 def dispatch(seq: int) -> int:
-    """Fan out event `seq` and any older committed event still waiting; how many were fanned out."""
-    return _run(Q(seq__lte=seq))
+    """Fan out event `seq` and any other committed event still waiting (oldest first, up to a
+    batch); how many were fanned out. Nothing when `seq` is already taken."""
+    if _taken(seq):
+        # Another dispatcher took it, and with it every older event waiting at the time (claims
+        # go oldest first); an event committed since has a dispatch of its own. Checked without
+        # the stream lock, so a burst of commits does not queue on that lock just to find this.
+        return 0
+    # Not only up to `seq`: in a burst of commits, the first dispatch takes the events whose own
+    # dispatches are still queued, so they are fanned out in batches and those find them taken.
+    return _run(Q())
+
+
+def _taken(seq: int) -> bool:
+    """Event `seq` is dispatched or leased. (It may not exist: the seq of a rolled-back savepoint.)"""
+    row = Event.objects.filter(seq=seq).values_list("dispatched_at", "claimed_until").first()
+    if row is None:
+        return False
+    dispatched_at, claimed_until = row
+    return dispatched_at is not None or (claimed_until is not None and claimed_until >= timezone.now())
 
 
 def sweep(older_than: timedelta = SWEEP_AFTER, max_batches: int = 10) -> int:
