@@ -56,7 +56,8 @@ def claim(limit: int) -> list[Claimed]:
     now = timezone.now()
     if sql.usable():
         rows = sql.claim_due(limit, now, now + conf.lease(), conf.TEST_EVENT, "Not sent: ")
-        items = [delivery.from_claim_row(row) for row in rows]
+        hooks: dict = {}
+        items = [delivery.from_claim_row(row, hooks) for row in rows]
         return [(item, item.attempt_count) for item in items]
     # SQLite (embedded) and callers inside a transaction: one compare-and-set claim per row.
     due = Delivery.objects.filter(status=PENDING, next_attempt_at__lte=now).order_by("next_attempt_at", "pk")

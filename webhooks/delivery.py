@@ -332,18 +332,23 @@ def _claim_fast(delivery_id: int) -> tuple[Delivery, int, str] | None:
     return item, item.attempt_count, prior
 
 
-def from_claim_row(row: dict) -> Delivery:
-    """The claimed Delivery (with its Webhook) from a row of sql.claim_scheduled or sql.claim_due."""
-    hook = Webhook(
-        id=row["w_id"],
-        url=row["w_url"],
-        secret_encrypted=row["w_secret_encrypted"],
-        previous_secret_encrypted=row["w_previous_secret_encrypted"],
-        previous_secret_expires_at=row["w_previous_secret_expires_at"],
-        active=row["w_active"],
-        last_success_at=row["w_last_success_at"],
-        failing_since=row["w_failing_since"],
-    )
+def from_claim_row(row: dict, hooks: dict[int, Webhook] | None = None) -> Delivery:
+    """The claimed Delivery (with its Webhook) from a row of sql.claim_scheduled or sql.claim_due.
+    `hooks` shares one Webhook object per endpoint across the rows of a batch."""
+    hook = hooks.get(row["w_id"]) if hooks is not None else None
+    if hook is None:
+        hook = Webhook(
+            id=row["w_id"],
+            url=row["w_url"],
+            secret_encrypted=row["w_secret_encrypted"],
+            previous_secret_encrypted=row["w_previous_secret_encrypted"],
+            previous_secret_expires_at=row["w_previous_secret_expires_at"],
+            active=row["w_active"],
+            last_success_at=row["w_last_success_at"],
+            failing_since=row["w_failing_since"],
+        )
+        if hooks is not None:
+            hooks[hook.id] = hook
     item = Delivery(
         id=row["d_id"],
         public_id=row["d_public_id"],
@@ -469,16 +474,19 @@ def _text(value: str) -> str:
 
 
 def update_health(webhook: Webhook, outcome: Outcome, now: datetime) -> None:
+    recent = now - timedelta(seconds=5)
+    if (
+        outcome.success
+        and webhook.failing_since is None
+        and webhook.last_success_at
+        and webhook.last_success_at >= recent
+    ):
+        return  # healthy and recorded moments ago: no write at all (checked first: it is the usual case)
     hooks = Webhook.objects.filter(pk=webhook.pk)
     if outcome.success:
-        recent = now - timedelta(seconds=5)
-        if webhook.failing_since is None and webhook.last_success_at and webhook.last_success_at >= recent:
-            return  # healthy and recorded moments ago: no write at all
         # Throttled: under load thousands of successes a second would all rewrite one row.
         hooks.filter(
-            Q(failing_since__isnull=False)
-            | Q(last_success_at__isnull=True)
-            | Q(last_success_at__lt=now - timedelta(seconds=5))
+            Q(failing_since__isnull=False) | Q(last_success_at__isnull=True) | Q(last_success_at__lt=recent)
         ).update(last_success_at=now, failing_since=None)
         return
     hooks.update(last_failure_at=now, last_error=outcome.error[:2000], failing_since=Coalesce(F("failing_since"), now))

@@ -153,7 +153,7 @@ def test_secret_rotation_keeps_the_old_secret_signing_for_24_hours(api, created,
 
 
 def test_deliveries_are_listed_newest_first_and_filtered(api, created, rx, emit):
-    rx.plan("500")  # task.created fails; task.queued succeeds
+    rx.plan_event("task.created", "500")  # task.created fails; task.queued succeeds
     emit()
     url = f"/api/webhooks/{created['id']}/deliveries"
     listing = api.get(url).json()
