@@ -86,9 +86,10 @@ def batch_size() -> int:
 
 
 def send_threads() -> int:
-    """Sender threads per worker process, shared by its drain jobs. Enough for every claimed
-    delivery of a few concurrent batches to have its own, so no request waits behind a slow one."""
-    return int(_get("OPTIO_WEBHOOK_SEND_THREADS", 128))
+    """Most sender threads per worker process, shared by its drain jobs (started as needed). Keep
+    it at least worker concurrency x batch size, so every claimed delivery has a thread of its
+    own and none waits behind a slow endpoint's request (8 x 32 by default)."""
+    return int(_get("OPTIO_WEBHOOK_SEND_THREADS", 256))
 
 
 def straggler_wait() -> float:
