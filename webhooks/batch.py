@@ -26,7 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 from django.utils import timezone
 
-from webhooks import conf, delivery, sql
+from webhooks import conf, delivery, health, sql
 from webhooks.models import Attempt, Delivery, DeliveryStatus
 
 log = logging.getLogger(__name__)
@@ -138,7 +138,7 @@ def _update_health(sent: list[Sent], now) -> None:
         if previous is None or not previous[1].gone:
             final[item.webhook_id] = (item, outcome)
     for item, outcome in final.values():
-        delivery.update_health(item.webhook, outcome, now)
+        health.update(item.webhook, outcome, now)
 
 
 def _queue_retries(delays: list[float]) -> None:

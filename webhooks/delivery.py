@@ -10,8 +10,11 @@ A claim is a compare-and-set on (status, attempt_count), so of two workers holdi
 message only one sends. A claim is a lease: a worker that dies mid-request leaves the row
 `sending` with an expired `claimed_until`, and the sweeper hands it to another worker, which
 first records the lost attempt. Retries are rows with a `next_attempt_at`, not ETA messages:
-the sweeper (a beat job) enqueues whatever is due, so nothing depends on the broker keeping
-a message for hours.
+the sweeper (a beat job, webhooks/sweeper.py) queues drains for whatever is due, so nothing
+depends on the broker keeping a message for hours.
+
+Scheduled attempts are made in batches by drain jobs (webhooks/batch.py) with the functions
+below; `attempt` makes one (manual sends, and taking over an expired lease).
 """
 
 from __future__ import annotations
@@ -27,13 +30,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
-from django.db.models import F, Q
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from integrations import http
 from optio.models import Event
-from webhooks import conf, signing, sql
+from webhooks import conf, health, signing, sql
 from webhooks.models import Attempt, AttemptTrigger, Delivery, DeliveryStatus, Webhook, message_id
 
 log = logging.getLogger(__name__)
@@ -454,7 +455,7 @@ def _record(delivery: Delivery, number: int, record: Attempt, outcome: Outcome, 
         with transaction.atomic():
             record.save(force_insert=True)
             Delivery.objects.filter(pk=delivery.pk, attempt_count=number, status=SENDING).update(**changes)
-    update_health(delivery.webhook, outcome, now)
+    health.update(delivery.webhook, outcome, now)
     if "enqueued_at" in changes:
         enqueue_ids([delivery.pk], countdown=delay)
     return changes["status"]
@@ -468,102 +469,3 @@ def _response_headers(resp: http.Response | None) -> dict[str, str]:
 
 def _text(value: str) -> str:
     return value.replace("\x00", "\ufffd")  # PostgreSQL text and jsonb cannot hold NUL
-
-
-# --- endpoint health ----------------------------------------------------------------------
-
-
-def update_health(webhook: Webhook, outcome: Outcome, now: datetime) -> None:
-    recent = now - timedelta(seconds=5)
-    if (
-        outcome.success
-        and webhook.failing_since is None
-        and webhook.last_success_at
-        and webhook.last_success_at >= recent
-    ):
-        return  # healthy and recorded moments ago: no write at all (checked first: it is the usual case)
-    hooks = Webhook.objects.filter(pk=webhook.pk)
-    if outcome.success:
-        # Throttled: under load thousands of successes a second would all rewrite one row.
-        hooks.filter(
-            Q(failing_since__isnull=False) | Q(last_success_at__isnull=True) | Q(last_success_at__lt=recent)
-        ).update(last_success_at=now, failing_since=None)
-        return
-    hooks.update(last_failure_at=now, last_error=outcome.error[:2000], failing_since=Coalesce(F("failing_since"), now))
-    if outcome.gone:
-        disable(webhook.pk, f"Disabled on {now:%Y-%m-%d %H:%M} UTC: the endpoint answered 410 Gone.", now=now)
-        return
-    threshold = conf.disable_after()
-    hooks.filter(active=True, failing_since__lte=now - threshold).update(
-        active=False,
-        disabled_at=now,
-        disabled_reason=_failing_reason(threshold, outcome.error, now),
-    )
-
-
-def _failing_reason(threshold: timedelta, error: str, now: datetime) -> str:
-    days = threshold.total_seconds() / 86400
-    span = f"{days:g} days" if days >= 1 else f"{threshold.total_seconds():g} seconds"
-    return f"Disabled on {now:%Y-%m-%d %H:%M} UTC: every delivery failed for {span}. Last error: {error}"
-
-
-def disable(webhook_id: int, reason: str, *, now: datetime | None = None) -> bool:
-    now = now or timezone.now()
-    return bool(
-        Webhook.objects.filter(pk=webhook_id, active=True).update(active=False, disabled_at=now, disabled_reason=reason)
-    )
-
-
-def disable_long_failing() -> int:
-    """Beat: also catch endpoints whose last failure was before the threshold ran out."""
-    threshold = conf.disable_after()
-    now = timezone.now()
-    count = 0
-    for hook in Webhook.objects.filter(active=True, failing_since__lte=now - threshold):
-        count += disable(hook.pk, _failing_reason(threshold, hook.last_error, now), now=now)
-    return count
-
-
-# --- the sweeper and retention ------------------------------------------------------------
-
-
-def enqueue_due(limit: int = 1000) -> int:
-    """Beat: queue drains for due deliveries that have no drain in line, and one attempt each for
-    deliveries whose lease ran out (their worker died mid-request). Returns how many it queued for."""
-    now = timezone.now()
-    not_queued = Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=now - conf.sweep_grace())
-    due = Q(status=PENDING, next_attempt_at__lte=now) & (not_queued | Q(enqueued_at__lt=F("next_attempt_at")))
-    expired = Q(status=SENDING, claimed_until__lt=now) & (not_queued | Q(enqueued_at__lt=F("claimed_until")))
-    due_ids = list(Delivery.objects.filter(due).order_by("pk").values_list("pk", flat=True)[:limit])
-    expired_ids = list(Delivery.objects.filter(expired).order_by("pk").values_list("pk", flat=True)[:limit])
-    if not due_ids and not expired_ids:
-        return 0
-    Delivery.objects.filter(pk__in=due_ids + expired_ids).update(enqueued_at=now)
-    if due_ids:
-        enqueue_drains(math.ceil(len(due_ids) / conf.batch_size()))
-    if expired_ids:
-        enqueue_ids(expired_ids)  # one by one: the takeover records the lost attempt first
-    return len(due_ids) + len(expired_ids)
-
-
-def purge_old(max_batches: int = 200) -> int:
-    """Beat: delete attempts and finished deliveries older than the retention, in small batches
-    so no single statement holds locks for long."""
-    cutoff = timezone.now() - conf.retention()
-    batch = conf.purge_batch()
-    deleted = 0
-    for _ in range(max_batches):
-        ids = list(Attempt.objects.filter(started_at__lt=cutoff).values_list("pk", flat=True)[:batch])
-        if not ids:
-            break
-        deleted += Attempt.objects.filter(pk__in=ids).delete()[0]
-    for _ in range(max_batches):
-        ids = list(
-            Delivery.objects.filter(status__in=[SUCCESS, FAILED], finished_at__lt=cutoff).values_list("pk", flat=True)[
-                :batch
-            ]
-        )
-        if not ids:
-            break
-        deleted += Delivery.objects.filter(pk__in=ids).delete()[0]
-    return deleted

@@ -2,8 +2,9 @@
 
 Why: every delivery creates a row, claims it and records an attempt. Through the ORM that is
 about ten round trips and three synchronous commits, and a synchronous commit waits for the
-WAL to reach the disk (~2 ms here). These three writes are bookkeeping that the system can
-always redo, so they commit with `synchronous_commit = off`:
+WAL to reach the disk (~2 ms here). These three writes (one statement each for a whole batch
+in drains) are bookkeeping that the system can always redo, so outside a transaction they
+commit with `synchronous_commit = off`:
 
 - a lost creation: the event's `dispatched_at` (a synchronous commit that comes after it and
   flushes it) was not written either, so the event is dispatched again;

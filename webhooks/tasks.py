@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from webhooks import batch, delivery
+from webhooks import batch, delivery, health, sweeper
 
 
 @shared_task(name="webhooks.deliver", acks_late=True, ignore_result=True)
@@ -23,10 +23,10 @@ def drain() -> None:
 
 @shared_task(name="webhooks.enqueue_due", ignore_result=True)
 def enqueue_due() -> int:
-    return delivery.enqueue_due()
+    return sweeper.enqueue_due()
 
 
 @shared_task(name="webhooks.maintenance", ignore_result=True)
 def maintenance() -> int:
-    delivery.disable_long_failing()
-    return delivery.purge_old()
+    health.disable_long_failing()
+    return sweeper.purge_old()
