@@ -210,8 +210,8 @@ def _publish(count: int, pace: float | None = None) -> dict[int, float]:
     paced run writes each event at its time (a dispatch takes every event committed so far, so an
     event written early would be sent before its time).
     """
+    from optio import events
     from optio.models import Event
-    from optio.tasks import dispatch_event
 
     def event(i: int) -> Event:
         return Event(
@@ -231,7 +231,7 @@ def _publish(count: int, pace: float | None = None) -> dict[int, float]:
         else:
             row = rows[i]
         sent[row.seq] = time.time()
-        dispatch_event.delay(row.seq)
+        events.request_dispatch(row.seq)  # what each commit's on_commit hook does
     return sent
 
 
