@@ -23,8 +23,9 @@ commits; SQLite serialises writers already), so when number N is visible every l
 number is visible too. /ws/events frames carry `stream_seq` as their `seq`, so resuming
 with ?after=N can neither skip nor repeat anything (optio/consumers.py).
 
-Claiming takes every waiting event up to the one asked for, in `seq` order, so the events
-of one transaction (task.created, task.queued) reach the stream in the order they happened.
+Claiming takes the waiting events in `seq` order (every one committed so far, up to a batch,
+not only those up to the one asked for), so the events of one transaction (task.created,
+task.queued) reach the stream in the order they happened.
 """
 
 from __future__ import annotations
@@ -44,14 +45,28 @@ log = logging.getLogger(__name__)
 LEASE = timedelta(seconds=60)
 SWEEP_AFTER = timedelta(seconds=5)
 BATCH = 200
+# Batches one dispatch job fans out before handing over to a fresh job, so a steady stream of
+# commits cannot hold one worker thread for ever.
+MAX_BATCHES_PER_JOB = 25
 BACKOFF_FIRST, BACKOFF_MAX = 5, 600
 # pg_advisory_xact_lock key serialising stream numbering ("optiostr" as a 64-bit int).
 STREAM_LOCK_KEY = 0x6F7074696F737472
 
 
 def dispatch(seq: int) -> int:
-    """Fan out event `seq` and any older committed event still waiting; how many were fanned out."""
-    return _run(Q(seq__lte=seq))
+    """Fan out every committed event still waiting, oldest first, in batches; how many were
+    fanned out. `seq` is the event whose commit queued this job; it may be taken already."""
+    # Cleared before claiming: an event committed from here on queues a job of its own, and
+    # every event committed before is visible to the claims below (optio/events.py).
+    events.dispatch_started()
+    total = 0
+    for _ in range(MAX_BATCHES_PER_JOB):
+        count = _run(Q())
+        total += count
+        if count < BATCH:
+            return total
+    events.request_dispatch(seq)  # still more waiting: a fresh job carries on
+    return total
 
 
 def sweep(older_than: timedelta = SWEEP_AFTER, max_batches: int = 10) -> int:
@@ -75,7 +90,7 @@ def _run(where: Q) -> int:
     return len(claimed)
 
 
-def claim(where: Q, limit: int = BATCH) -> list[Event]:
+def claim(where: Q, limit: int | None = None) -> list[Event]:
     """Lease the waiting events matching `where` (oldest first) and number them for the stream."""
     now = timezone.now()
     with transaction.atomic():
@@ -84,7 +99,7 @@ def claim(where: Q, limit: int = BATCH) -> list[Event]:
             Event.objects.select_related("task")
             .filter(where, dispatched_at__isnull=True)
             .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
-            .order_by("seq")[:limit]
+            .order_by("seq")[: limit or BATCH]
         )
         if not claimed:
             return []
@@ -117,30 +132,34 @@ def fan_out(claimed: list[Event]) -> None:
 
 
 def _fan_out(claimed: list[Event]) -> None:
-    subs = events.subscribers()
-    done_ids = []
-    for event in claimed:
-        done = list(event.subscribers_done)
-        errors = []
-        for name, fn in subs.items():
-            if name in done:
-                continue
+    subs, batch = events.subscribers(), events.batch_subscribers()
+    done = {event.pk: list(event.subscribers_done) for event in claimed}
+    errors: dict[int, list[str]] = {event.pk: [] for event in claimed}
+    for name, fn in subs.items():
+        todo = [event for event in claimed if name not in done[event.pk]]
+        if len(todo) > 1 and _call_for_batch(name, fn, batch.get(name), todo):
+            for event in todo:
+                done[event.pk].append(name)
+            continue
+        for event in todo:  # one savepoint each: a failing event is retried alone
             try:
                 with transaction.atomic():
                     fn(event)
             except Exception as exc:
                 log.exception("subscriber %s failed for event %s (%s)", name, event.public_id, event.name)
-                errors.append(f"{name}: {exc.__class__.__name__}: {exc}")
+                errors[event.pk].append(f"{name}: {exc.__class__.__name__}: {exc}")
             else:
-                done.append(name)
-        if errors:
+                done[event.pk].append(name)
+    done_ids = []
+    for event in claimed:
+        if errors[event.pk]:
             attempts = event.attempts + 1
             backoff = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (attempts - 1))
             Event.objects.filter(pk=event.pk).update(
-                subscribers_done=done,
+                subscribers_done=done[event.pk],
                 attempts=attempts,
                 claimed_until=timezone.now() + timedelta(seconds=backoff),
-                last_error="\n".join(errors)[:4000],
+                last_error="\n".join(errors[event.pk])[:4000],
             )
         else:
             done_ids.append(event.pk)
@@ -148,6 +167,23 @@ def _fan_out(claimed: list[Event]) -> None:
         Event.objects.filter(pk__in=done_ids).update(
             dispatched_at=timezone.now(), claimed_until=None, subscribers_done=sorted(subs), last_error=""
         )
+
+
+def _call_for_batch(name: str, fn: events.Subscriber, many: events.BatchSubscriber | None, todo: list[Event]) -> bool:
+    """One savepoint for the whole batch (its batch form if it has one): a savepoint per event
+    per subscriber cost two round trips each. False when it failed: the caller then retries the
+    events one by one, so only a failing event waits for the sweeper."""
+    try:
+        with transaction.atomic():
+            if many is not None:
+                many(todo)
+            else:
+                for event in todo:
+                    fn(event)
+    except Exception:
+        log.warning("subscriber %s failed on a batch of %d events; retrying them one by one", name, len(todo))
+        return False
+    return True
 
 
 def to_websockets(event: Event) -> None:
@@ -158,3 +194,17 @@ def to_websockets(event: Event) -> None:
     send_to_group("events", message, raise_errors=True)
     if event.task_id:
         send_to_group(f"task-{event.task_id}", message, raise_errors=True)
+
+
+def to_websockets_many(batch: list[Event]) -> None:
+    """`to_websockets` for a batch: one message per group instead of one per event."""
+    from optio.realtime import send_to_group, wire
+
+    frames = [wire(events.frame(event)) for event in batch]
+    send_to_group("events", {"type": "event.frames", "frames": frames}, raise_errors=True)
+    by_task: dict = {}
+    for event, frame in zip(batch, frames, strict=True):
+        if event.task_id:
+            by_task.setdefault(event.task_id, []).append(frame)
+    for task_id, task_frames in by_task.items():
+        send_to_group(f"task-{task_id}", {"type": "event.frames", "frames": task_frames}, raise_errors=True)

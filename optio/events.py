@@ -44,27 +44,39 @@ TASK_EVENTS = (
 )
 
 Subscriber = Callable[["Event"], None]
+BatchSubscriber = Callable[[list["Event"]], None]
 _subscribers: dict[str, Subscriber] = {}
+_batch: dict[str, BatchSubscriber] = {}
 
 # Enqueueing happens after commit, inside the request that made the change: with the broker
 # down, fail fast and leave the event to the sweeper rather than hang the response.
 ENQUEUE_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 
 
-def subscribe(name: str, fn: Subscriber) -> None:
+def subscribe(name: str, fn: Subscriber, *, batch: BatchSubscriber | None = None) -> None:
     """Register `fn` under a unique name (re-registering the same name replaces it).
 
     The name is stored with each event's dispatch state, so keep it stable across releases.
+    `batch`, if given, does what `fn` does for a list of events in one go (one query, one
+    message); the dispatcher falls back to `fn` event by event when a batch fails.
     """
     _subscribers[name] = fn
+    _batch.pop(name, None)
+    if batch is not None:
+        _batch[name] = batch
 
 
 def unsubscribe(name: str) -> None:
     _subscribers.pop(name, None)
+    _batch.pop(name, None)
 
 
 def subscribers() -> dict[str, Subscriber]:
     return dict(_subscribers)
+
+
+def batch_subscribers() -> dict[str, BatchSubscriber]:
+    return dict(_batch)
 
 
 def task_data(task: Task, from_state: str | None = None) -> dict:
@@ -116,9 +128,8 @@ def publish(name: str, task: Task | None, *, from_state: str | None = None, data
     return event
 
 
-# One dispatch per commit, not one per event: dispatch(seq) fans out every waiting event up
-# to seq, so the first on-commit callback of a transaction enqueues the highest seq it wrote
-# and the others find nothing left to do. Seqs of a rolled-back savepoint may linger here;
+# At most one dispatch per commit, not one per event: a dispatch fans out every waiting event,
+# so the first on-commit callback of a transaction enqueues the highest seq it wrote. Seqs of a rolled-back savepoint may linger here;
 # dispatching "up to" a seq that never committed is harmless.
 class _Pending(threading.local):
     def __init__(self) -> None:
@@ -136,10 +147,49 @@ def _enqueue_pending() -> None:
     _enqueue_dispatch(max(seqs))
 
 
+# A dispatch job takes every event waiting when it runs, so one queued job serves any number of
+# commits that land before it starts: a commit enqueues a job only when none is queued. The
+# flag lives in the cache (Redis in production, shared by every process; in-process in embedded
+# mode); a job clears it as it starts (dispatch_started), before it claims anything, so an event
+# committed after that queues a job of its own. The flag expires by itself: a job lost between
+# enqueue and start holds events back for at most DISPATCH_FLAG_TTL (and the sweeper runs too).
+# Measured on bench_webhooks: a burst of 5,000 commits sent 5,000 dispatch messages, and
+# receiving them was a third of the workers' CPU.
+DISPATCH_FLAG = "optio:dispatch-queued"
+DISPATCH_FLAG_TTL = 1
+
+
+def request_dispatch(seq: int) -> None:
+    """Make sure a dispatch job is queued for the waiting events (`seq` among them)."""
+    _enqueue_dispatch(seq)
+
+
 def _enqueue_dispatch(seq: int) -> None:
+    from django.core.cache import cache
+
     from optio.tasks import dispatch_event
 
     try:
+        if not cache.add(DISPATCH_FLAG, seq, DISPATCH_FLAG_TTL):
+            return  # a queued dispatch job will take this event
+    except Exception:  # no cache: enqueue one job per commit, as if none were queued
+        log.warning("could not read the dispatch flag; enqueueing a dispatch anyway", exc_info=True)
+    try:
         dispatch_event.apply_async((seq,), retry=True, retry_policy=ENQUEUE_RETRY_POLICY)
     except Exception:  # broker down: the sweeper re-dispatches undispatched events
+        _clear_flag()
         log.warning("could not enqueue dispatch of event %s; the sweeper will retry", seq, exc_info=True)
+
+
+def dispatch_started() -> None:
+    """A dispatch job is about to claim: commits from now on must queue a job of their own."""
+    _clear_flag()
+
+
+def _clear_flag() -> None:
+    from django.core.cache import cache
+
+    try:
+        cache.delete(DISPATCH_FLAG)
+    except Exception:  # the flag expires by itself
+        log.warning("could not clear the dispatch flag", exc_info=True)

@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 
 from integrations.github import etags
 from integrations.github import issues as github_issues
-from optio import crypto
+from optio import crypto, events
 from optio import secrets as secret_service
 from optio.celery import app as celery_app
 from optio.models import ApiToken, Repo
@@ -78,6 +78,15 @@ def api(admin_user):
 @pytest.fixture
 def repo(db):
     return Repo.objects.create(url="https://github.com/acme/webapp")
+
+
+@pytest.fixture(autouse=True)
+def _no_dispatch_queued():
+    # "A dispatch job is queued" lives in the cache, which outlives a test: a job one test
+    # enqueued and never ran must not keep the next test's commits from enqueueing theirs.
+    events._clear_flag()
+    yield
+    events._clear_flag()
 
 
 @pytest.fixture(autouse=True)

@@ -78,3 +78,20 @@ def retention() -> timedelta:
 
 def purge_batch() -> int:
     return int(_get("OPTIO_WEBHOOK_PURGE_BATCH", 500))
+
+
+def batch_size() -> int:
+    """Due deliveries one drain job claims and sends at once (webhooks/batch.py)."""
+    return int(_get("OPTIO_WEBHOOK_BATCH_SIZE", 32))
+
+
+def send_threads() -> int:
+    """Most sender threads per worker process, shared by its drain jobs (started as needed). Keep
+    it at least worker concurrency x batch size, so every claimed delivery has a thread of its
+    own and none waits behind a slow endpoint's request (8 x 32 by default)."""
+    return int(_get("OPTIO_WEBHOOK_SEND_THREADS", 256))
+
+
+def straggler_wait() -> float:
+    """Seconds a drain waits for its whole batch before recording what has finished, then the rest."""
+    return float(_get("OPTIO_WEBHOOK_STRAGGLER_WAIT", 1.0))

@@ -10,8 +10,11 @@ A claim is a compare-and-set on (status, attempt_count), so of two workers holdi
 message only one sends. A claim is a lease: a worker that dies mid-request leaves the row
 `sending` with an expired `claimed_until`, and the sweeper hands it to another worker, which
 first records the lost attempt. Retries are rows with a `next_attempt_at`, not ETA messages:
-the sweeper (a beat job) enqueues whatever is due, so nothing depends on the broker keeping
-a message for hours.
+the sweeper (a beat job, webhooks/sweeper.py) queues drains for whatever is due, so nothing
+depends on the broker keeping a message for hours.
+
+Scheduled attempts are made in batches by drain jobs (webhooks/batch.py) with the functions
+below; `attempt` makes one (manual sends, and taking over an expired lease).
 """
 
 from __future__ import annotations
@@ -19,19 +22,19 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import math
 import random
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import transaction
-from django.db.models import F, Q
-from django.db.models.functions import Coalesce
+from django.db import connection, transaction
 from django.utils import timezone
 
 from integrations import http
 from optio.models import Event
-from webhooks import conf, signing, sql
+from webhooks import conf, health, signing, sql
 from webhooks.models import Attempt, AttemptTrigger, Delivery, DeliveryStatus, Webhook, message_id
 
 log = logging.getLogger(__name__)
@@ -69,8 +72,9 @@ def create_for_event(event: Event, webhooks: list[Webhook] | None = None, *, enq
     size = len(body.encode())
     too_large = size > conf.MAX_PAYLOAD_BYTES
     too_large_error = f"Not sent: the payload is {size} bytes and the limit is {conf.MAX_PAYLOAD_BYTES} bytes."
-    if webhooks is None and event.name != conf.TEST_EVENT and sql.usable():
-        # The usual case on PostgreSQL: pick the subscribed webhooks and insert in one round trip.
+    if webhooks is None and event.name != conf.TEST_EVENT and connection.vendor == "postgresql":
+        # The usual case on PostgreSQL: pick the subscribed webhooks and insert in one round trip
+        # (inside the dispatcher's transaction, or committed on its own outside one).
         rows = sql.create_for_subscribers(
             {
                 "evt": event.public_id,
@@ -87,7 +91,7 @@ def create_for_event(event: Event, webhooks: list[Webhook] | None = None, *, enq
         )
         ids = [pk for pk, status, attempts in rows if status == PENDING and attempts == 0]
         if enqueue and ids:
-            enqueue_ids(ids)
+            request_drains(len(ids))
         return ids
     hooks = targets(event) if webhooks is None else webhooks
     if not hooks:
@@ -122,13 +126,13 @@ def create_for_event(event: Event, webhooks: list[Webhook] | None = None, *, enq
         elif too_large:
             ids = []
         if enqueue and ids:
-            enqueue_ids(ids)
+            request_drains(len(ids))
         return ids
     with transaction.atomic():
         Delivery.objects.bulk_create([Delivery(**f) for f in fields], ignore_conflicts=True)
         ids = list(unsent)
         if enqueue and ids:
-            transaction.on_commit(lambda: enqueue_ids(ids))
+            request_drains(len(ids))
     return ids
 
 
@@ -137,7 +141,46 @@ def on_event(event: Event) -> None:
     create_for_event(event)
 
 
+# Deliveries that are due are sent by drain jobs (webhooks/batch.py), each claiming whatever is
+# due, up to a batch. So new deliveries need drain jobs in proportion, not a message each: the
+# deliveries created for every event of one dispatch batch (one transaction) share their jobs.
+class _Requested(threading.local):
+    def __init__(self) -> None:
+        self.count = 0
+
+
+_requested = _Requested()
+
+
+def request_drains(count: int) -> None:
+    """Queue drain jobs for `count` newly due deliveries once the current transaction commits
+    (at once outside a transaction)."""
+    _requested.count += count
+    # Registered on every call: a callback registered inside a savepoint that rolls back is
+    # dropped. The first to run queues for all; a count left by a rolled-back transaction only
+    # costs one drain that finds nothing.
+    transaction.on_commit(_flush_requested)
+
+
+def _flush_requested() -> None:
+    count, _requested.count = _requested.count, 0
+    if count:
+        enqueue_drains(math.ceil(count / conf.batch_size()))
+
+
+def enqueue_drains(jobs: int, *, countdown: float | None = None) -> None:
+    from webhooks.tasks import drain
+
+    try:
+        with drain.app.producer_or_acquire() as producer:  # one broker connection for them all
+            for _ in range(jobs):
+                drain.apply_async(countdown=countdown, producer=producer)
+    except Exception:
+        log.warning("could not enqueue %s webhook drain job(s); the sweeper will queue them", jobs, exc_info=True)
+
+
 def enqueue_ids(ids: list[int], *, manual: bool = False, countdown: float | None = None) -> None:
+    """One attempt per delivery id: manual sends and rescued leases (a due delivery needs a drain)."""
     from webhooks.tasks import deliver
 
     kwargs = {"manual": True} if manual else None
@@ -220,11 +263,23 @@ def attempt(delivery_id: int, *, manual: bool = False) -> str | None:
     if claimed is None:
         return None
     delivery, number, prior = claimed
-    webhook = delivery.webhook
+    record, outcome = send(delivery, number, manual=manual)
+    return _record(delivery, number, record, outcome, manual, prior)
 
+
+def send(
+    delivery: Delivery, number: int, *, manual: bool = False, secrets: list[str] | None = None
+) -> tuple[Attempt, Outcome]:
+    """Sign and POST one claimed attempt; returns its (unsaved) Attempt row and its Outcome.
+
+    No database access, so batches (webhooks/batch.py) can call it from sender threads.
+    """
+    webhook = delivery.webhook
     body = delivery.body_bytes
     timestamp = int(time.time())
-    sent = signing.headers(delivery.event_name, delivery.public_id, timestamp, body, webhook.signing_secrets())
+    if secrets is None:
+        secrets = webhook.signing_secrets()
+    sent = signing.headers(delivery.event_name, delivery.public_id, timestamp, body, secrets)
     started = timezone.now()
     clock = time.monotonic()
     resp = None
@@ -262,7 +317,7 @@ def attempt(delivery_id: int, *, manual: bool = False) -> str | None:
         error_class=outcome.error_class,
         error=outcome.error,
     )
-    return _record(delivery, number, record, outcome, manual, prior)
+    return record, outcome
 
 
 def _claim_fast(delivery_id: int) -> tuple[Delivery, int, str] | None:
@@ -270,16 +325,31 @@ def _claim_fast(delivery_id: int) -> tuple[Delivery, int, str] | None:
     row = sql.claim_scheduled(delivery_id, now, now + conf.lease(), conf.TEST_EVENT)
     if row is None:
         return None
-    hook = Webhook(
-        id=row["w_id"],
-        url=row["w_url"],
-        secret_encrypted=row["w_secret_encrypted"],
-        previous_secret_encrypted=row["w_previous_secret_encrypted"],
-        previous_secret_expires_at=row["w_previous_secret_expires_at"],
-        active=row["w_active"],
-        last_success_at=row["w_last_success_at"],
-        failing_since=row["w_failing_since"],
-    )
+    item = from_claim_row(row)
+    prior = row["o_status"]
+    if prior == SENDING:
+        _record_lost_attempt(item, row["o_claimed_until"], now)
+        prior = PENDING
+    return item, item.attempt_count, prior
+
+
+def from_claim_row(row: dict, hooks: dict[int, Webhook] | None = None) -> Delivery:
+    """The claimed Delivery (with its Webhook) from a row of sql.claim_scheduled or sql.claim_due.
+    `hooks` shares one Webhook object per endpoint across the rows of a batch."""
+    hook = hooks.get(row["w_id"]) if hooks is not None else None
+    if hook is None:
+        hook = Webhook(
+            id=row["w_id"],
+            url=row["w_url"],
+            secret_encrypted=row["w_secret_encrypted"],
+            previous_secret_encrypted=row["w_previous_secret_encrypted"],
+            previous_secret_expires_at=row["w_previous_secret_expires_at"],
+            active=row["w_active"],
+            last_success_at=row["w_last_success_at"],
+            failing_since=row["w_failing_since"],
+        )
+        if hooks is not None:
+            hooks[hook.id] = hook
     item = Delivery(
         id=row["d_id"],
         public_id=row["d_public_id"],
@@ -292,11 +362,7 @@ def _claim_fast(delivery_id: int) -> tuple[Delivery, int, str] | None:
         attempt_count=row["d_attempt_count"],
     )
     item.webhook = hook
-    prior = row["o_status"]
-    if prior == SENDING:
-        _record_lost_attempt(item, row["o_claimed_until"], now)
-        prior = PENDING
-    return item, item.attempt_count, prior
+    return item
 
 
 def _record_lost_attempt(item: Delivery, claimed_until: datetime | None, now: datetime) -> None:
@@ -348,8 +414,8 @@ def _claim(delivery_id: int, manual: bool) -> tuple[Delivery, int, str] | None:
     return delivery, number, PENDING if stale else prior
 
 
-def _record(delivery: Delivery, number: int, record: Attempt, outcome: Outcome, manual: bool, prior: str) -> str:
-    now = timezone.now()
+def settle(delivery: Delivery, outcome: Outcome, manual: bool, prior: str, now: datetime) -> tuple[dict, float | None]:
+    """The delivery's fields after an attempt, and the delay of its next attempt when one is scheduled."""
     delay = None
     if outcome.success:
         status = SUCCESS
@@ -369,14 +435,19 @@ def _record(delivery: Delivery, number: int, record: Attempt, outcome: Outcome, 
         "claimed_until": None,
         "last_error": outcome.error,
     }
-    queue_now = status == PENDING and delay is not None and delay <= conf.countdown_max()
     if status == PENDING and delay is not None:
         changes["next_attempt_at"] = now + timedelta(seconds=delay)
-        if queue_now:  # the countdown message is queued for exactly that time
+        if delay <= conf.countdown_max():  # a message is queued for exactly that time
             changes["enqueued_at"] = changes["next_attempt_at"]
     if status in (SUCCESS, FAILED):
         changes["next_attempt_at"] = None
         changes["finished_at"] = now
+    return changes, delay
+
+
+def _record(delivery: Delivery, number: int, record: Attempt, outcome: Outcome, manual: bool, prior: str) -> str:
+    now = timezone.now()
+    changes, delay = settle(delivery, outcome, manual, prior, now)
     # Only the holder of this claim may settle the row (a sweeper may have re-leased it).
     if sql.usable():
         sql.record_attempt({c: getattr(record, c) for c in sql.ATTEMPT_COLUMNS}, delivery.pk, number, changes)
@@ -384,10 +455,10 @@ def _record(delivery: Delivery, number: int, record: Attempt, outcome: Outcome, 
         with transaction.atomic():
             record.save(force_insert=True)
             Delivery.objects.filter(pk=delivery.pk, attempt_count=number, status=SENDING).update(**changes)
-    _update_health(delivery.webhook, outcome, now)
-    if queue_now:
+    health.update(delivery.webhook, outcome, now)
+    if "enqueued_at" in changes:
         enqueue_ids([delivery.pk], countdown=delay)
-    return status
+    return changes["status"]
 
 
 def _response_headers(resp: http.Response | None) -> dict[str, str]:
@@ -398,95 +469,3 @@ def _response_headers(resp: http.Response | None) -> dict[str, str]:
 
 def _text(value: str) -> str:
     return value.replace("\x00", "\ufffd")  # PostgreSQL text and jsonb cannot hold NUL
-
-
-# --- endpoint health ----------------------------------------------------------------------
-
-
-def _update_health(webhook: Webhook, outcome: Outcome, now: datetime) -> None:
-    hooks = Webhook.objects.filter(pk=webhook.pk)
-    if outcome.success:
-        recent = now - timedelta(seconds=5)
-        if webhook.failing_since is None and webhook.last_success_at and webhook.last_success_at >= recent:
-            return  # healthy and recorded moments ago: no write at all
-        # Throttled: under load thousands of successes a second would all rewrite one row.
-        hooks.filter(
-            Q(failing_since__isnull=False)
-            | Q(last_success_at__isnull=True)
-            | Q(last_success_at__lt=now - timedelta(seconds=5))
-        ).update(last_success_at=now, failing_since=None)
-        return
-    hooks.update(last_failure_at=now, last_error=outcome.error[:2000], failing_since=Coalesce(F("failing_since"), now))
-    if outcome.gone:
-        disable(webhook.pk, f"Disabled on {now:%Y-%m-%d %H:%M} UTC: the endpoint answered 410 Gone.", now=now)
-        return
-    threshold = conf.disable_after()
-    hooks.filter(active=True, failing_since__lte=now - threshold).update(
-        active=False,
-        disabled_at=now,
-        disabled_reason=_failing_reason(threshold, outcome.error, now),
-    )
-
-
-def _failing_reason(threshold: timedelta, error: str, now: datetime) -> str:
-    days = threshold.total_seconds() / 86400
-    span = f"{days:g} days" if days >= 1 else f"{threshold.total_seconds():g} seconds"
-    return f"Disabled on {now:%Y-%m-%d %H:%M} UTC: every delivery failed for {span}. Last error: {error}"
-
-
-def disable(webhook_id: int, reason: str, *, now: datetime | None = None) -> bool:
-    now = now or timezone.now()
-    return bool(
-        Webhook.objects.filter(pk=webhook_id, active=True).update(active=False, disabled_at=now, disabled_reason=reason)
-    )
-
-
-def disable_long_failing() -> int:
-    """Beat: also catch endpoints whose last failure was before the threshold ran out."""
-    threshold = conf.disable_after()
-    now = timezone.now()
-    count = 0
-    for hook in Webhook.objects.filter(active=True, failing_since__lte=now - threshold):
-        count += disable(hook.pk, _failing_reason(threshold, hook.last_error, now), now=now)
-    return count
-
-
-# --- the sweeper and retention ------------------------------------------------------------
-
-
-def enqueue_due(limit: int = 1000) -> int:
-    """Beat: queue due deliveries that have no message waiting, and deliveries whose lease ran out
-    (their worker died mid-request)."""
-    now = timezone.now()
-    not_queued = Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=now - conf.sweep_grace())
-    due = Q(status=PENDING, next_attempt_at__lte=now) & (not_queued | Q(enqueued_at__lt=F("next_attempt_at")))
-    expired = Q(status=SENDING, claimed_until__lt=now) & (not_queued | Q(enqueued_at__lt=F("claimed_until")))
-    ids = list(Delivery.objects.filter(due | expired).order_by("pk").values_list("pk", flat=True)[:limit])
-    if not ids:
-        return 0
-    Delivery.objects.filter(pk__in=ids).update(enqueued_at=now)
-    enqueue_ids(ids)
-    return len(ids)
-
-
-def purge_old(max_batches: int = 200) -> int:
-    """Beat: delete attempts and finished deliveries older than the retention, in small batches
-    so no single statement holds locks for long."""
-    cutoff = timezone.now() - conf.retention()
-    batch = conf.purge_batch()
-    deleted = 0
-    for _ in range(max_batches):
-        ids = list(Attempt.objects.filter(started_at__lt=cutoff).values_list("pk", flat=True)[:batch])
-        if not ids:
-            break
-        deleted += Attempt.objects.filter(pk__in=ids).delete()[0]
-    for _ in range(max_batches):
-        ids = list(
-            Delivery.objects.filter(status__in=[SUCCESS, FAILED], finished_at__lt=cutoff).values_list("pk", flat=True)[
-                :batch
-            ]
-        )
-        if not ids:
-            break
-        deleted += Delivery.objects.filter(pk__in=ids).delete()[0]
-    return deleted

@@ -2,8 +2,9 @@
 
 Why: every delivery creates a row, claims it and records an attempt. Through the ORM that is
 about ten round trips and three synchronous commits, and a synchronous commit waits for the
-WAL to reach the disk (~2 ms here). These three writes are bookkeeping that the system can
-always redo, so they commit with `synchronous_commit = off`:
+WAL to reach the disk (~2 ms here). These three writes (one statement each for a whole batch
+in drains) are bookkeeping that the system can always redo, so outside a transaction they
+commit with `synchronous_commit = off`:
 
 - a lost creation: the event's `dispatched_at` (a synchronous commit that comes after it and
   flushes it) was not written either, so the event is dispatched again;
@@ -29,6 +30,13 @@ _SUFFIX = "; COMMIT"
 
 def usable() -> bool:
     return connection.vendor == "postgresql" and not connection.in_atomic_block
+
+
+def _run_in_transaction(statement: str, params) -> list[tuple]:
+    """Run inside the caller's transaction (and its commit), e.g. the dispatcher's fan-out."""
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        return cursor.fetchall() if cursor.description is not None else []
 
 
 def _run(statement: str, params) -> list[tuple]:
@@ -83,7 +91,8 @@ def create_for_subscribers(values: dict) -> list[tuple[int, str, int]]:
     webhooks in the same statement. Returns (id, status, attempt_count) of each delivery of the
     event, new or already there (a re-dispatch), so the caller can queue what is unsent.
 
-    Pattern matching mirrors models.pattern_matches; the id mirrors models.message_id.
+    Pattern matching mirrors models.pattern_matches; the id mirrors models.message_id. Inside a
+    transaction (the dispatcher's fan-out) the rows commit with it; outside one, on their own.
     """
     statement = """
         INSERT INTO webhook_deliveries (public_id, webhook_id, event_id, event_name, body, status, success,
@@ -101,7 +110,8 @@ def create_for_subscribers(values: dict) -> list[tuple[int, str, int]]:
         )
         ON CONFLICT ON CONSTRAINT delivery_one_per_event_webhook DO UPDATE SET event_name = EXCLUDED.event_name
         RETURNING id, status, attempt_count"""
-    return [tuple(r) for r in _run(statement, values)]
+    run = _run_in_transaction if connection.in_atomic_block else _run
+    return [tuple(r) for r in run(statement, values)]
 
 
 CLAIM_RETURNING = (
@@ -189,5 +199,80 @@ def record_attempt(attempt: dict, delivery_id: int, number: int, changes: dict) 
     statement = (
         f"WITH attempt AS (INSERT INTO webhook_attempts ({', '.join(ATTEMPT_COLUMNS)}) VALUES ({placeholders})) "  # noqa: S608
         f"UPDATE webhook_deliveries SET {assignments} WHERE id = %s AND attempt_count = %s AND status = 'sending'"
+    )
+    _run(statement, params)
+
+
+# --- batches: one statement claims many deliveries, one records many attempts ----------------
+
+BATCH_RETURNING = tuple(c for c in CLAIM_RETURNING if not c.startswith("o."))
+
+
+def claim_due(limit: int, now: datetime, lease_until: datetime, test_event: str, disabled_error: str) -> list[dict]:
+    """Claim up to `limit` due pending deliveries, oldest due first, for a scheduled attempt each.
+
+    `FOR UPDATE SKIP LOCKED` lets concurrent drains split the backlog instead of queueing on
+    each other's rows; each row is then claimed under the same lease as a single claim, so a
+    drain that dies leaves leases the sweeper takes over. Due deliveries of a disabled endpoint
+    are settled as failed in the same statement (they would otherwise stay due forever and
+    fill every batch); their error is `disabled_error` followed by the endpoint's reason.
+    """
+    statement = f"""
+        WITH due AS (
+            SELECT c.id FROM webhook_deliveries AS c
+            WHERE c.status = 'pending' AND c.next_attempt_at <= %(now)s
+            ORDER BY c.next_attempt_at
+            LIMIT %(limit)s
+            FOR UPDATE SKIP LOCKED
+        ), off AS (
+            UPDATE webhook_deliveries AS d
+            SET status = 'failed', next_attempt_at = NULL, finished_at = %(now)s,
+                last_error = %(off)s || COALESCE(NULLIF(w.disabled_reason, ''), 'the endpoint is disabled.')
+            FROM due, webhooks AS w
+            WHERE d.id = due.id AND w.id = d.webhook_id AND NOT w.active AND d.event_name <> %(test)s
+        )
+        UPDATE webhook_deliveries AS d
+        SET status = 'sending', claimed_until = %(lease)s,
+            attempt_count = d.attempt_count + 1, scheduled_attempts = d.scheduled_attempts + 1
+        FROM due, webhooks AS w
+        WHERE d.id = due.id AND w.id = d.webhook_id AND (w.active OR d.event_name = %(test)s)
+        RETURNING {", ".join(BATCH_RETURNING)}"""  # noqa: S608
+    params = {"limit": limit, "now": now, "lease": lease_until, "test": test_event, "off": disabled_error}
+    names = [c.replace(".", "_") for c in BATCH_RETURNING]
+    return [dict(zip(names, row, strict=True)) for row in _run(statement, params)]
+
+
+# Casts make every VALUES column typed even when all its rows are NULL.
+SETTLE_COLUMNS = (
+    ("id", "bigint"),
+    ("number", "integer"),
+    ("status", "text"),
+    ("status_code", "integer"),
+    ("success", "boolean"),
+    ("last_error", "text"),
+    ("next_attempt_at", "timestamptz"),
+    ("finished_at", "timestamptz"),
+    ("enqueued_at", "timestamptz"),  # NULL keeps the current value
+)
+
+
+def record_attempts(attempts: list[dict], settled: list[dict]) -> None:
+    """Insert many attempts and settle their deliveries, each only if its claim still holds, in
+    one statement. `settled` rows carry SETTLE_COLUMNS; the lease is cleared on each."""
+    if not attempts:
+        return
+    row = "(" + ", ".join("%s::jsonb" if c in JSON_COLUMNS else "%s" for c in ATTEMPT_COLUMNS) + ")"
+    params = [json.dumps(a[c]) if c in JSON_COLUMNS else a[c] for a in attempts for c in ATTEMPT_COLUMNS]
+    settle_row = "(" + ", ".join(f"%s::{kind}" for _, kind in SETTLE_COLUMNS) + ")"
+    params += [s[c] for s in settled for c, _ in SETTLE_COLUMNS]
+    statement = (
+        f"WITH attempt AS (INSERT INTO webhook_attempts ({', '.join(ATTEMPT_COLUMNS)}) "  # noqa: S608
+        f"VALUES {', '.join([row] * len(attempts))}) "
+        "UPDATE webhook_deliveries AS d SET status = v.status, status_code = v.status_code, success = v.success, "
+        "claimed_until = NULL, last_error = v.last_error, next_attempt_at = v.next_attempt_at, "
+        "finished_at = v.finished_at, enqueued_at = COALESCE(v.enqueued_at, d.enqueued_at) "
+        f"FROM (VALUES {', '.join([settle_row] * len(settled))}) "
+        f"AS v({', '.join(c for c, _ in SETTLE_COLUMNS)}) "
+        "WHERE d.id = v.id AND d.attempt_count = v.number AND d.status = 'sending'"
     )
     _run(statement, params)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from webhooks import delivery
+from webhooks import batch, delivery, health, sweeper
 
 
 @shared_task(name="webhooks.deliver", acks_late=True, ignore_result=True)
@@ -14,12 +14,19 @@ def deliver(delivery_id: int, manual: bool = False) -> None:
     delivery.attempt(delivery_id, manual=manual)
 
 
+@shared_task(name="webhooks.drain", acks_late=True, ignore_result=True)
+def drain() -> None:
+    # Takes no id: it claims whatever is due, up to a batch, so a duplicate or redelivered
+    # message only finds less to do.
+    batch.drain()
+
+
 @shared_task(name="webhooks.enqueue_due", ignore_result=True)
 def enqueue_due() -> int:
-    return delivery.enqueue_due()
+    return sweeper.enqueue_due()
 
 
 @shared_task(name="webhooks.maintenance", ignore_result=True)
 def maintenance() -> int:
-    delivery.disable_long_failing()
-    return delivery.purge_old()
+    health.disable_long_failing()
+    return sweeper.purge_old()

@@ -5,6 +5,7 @@ according to a fault plan, so delivery code meets the failures real endpoints pr
 
     with Receiver() as rx:
         rx.plan("503", "200")          # the first request gets 503, the next 200
+        rx.plan_event("task.created", "500")  # the next task.created gets 500, whenever it comes
         url = rx.url                   # http://127.0.0.1:<port>/hook
         ...
         rx.wait_for(2)                 # block until two requests arrived
@@ -58,6 +59,7 @@ class Receiver:
         self.default = default
         self.requests: list[Received] = []
         self._plan: list[str] = []
+        self._event_plans: dict[str, list[str]] = {}
         self._lock = threading.Condition()
         self._stop = threading.Event()
         self._server = _Server(("127.0.0.1", 0), self._handler_class())
@@ -94,6 +96,12 @@ class Receiver:
         with self._lock:
             self._plan.extend(modes)
 
+    def plan_event(self, event: str, *modes: str) -> None:
+        """Answer the next requests whose X-Optio-Event is `event` with these modes, before any
+        other plan (deliveries sent together in a batch arrive in no fixed order)."""
+        with self._lock:
+            self._event_plans.setdefault(event, []).extend(modes)
+
     def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
         deadline = time.monotonic() + timeout
         with self._lock:
@@ -105,10 +113,12 @@ class Receiver:
             return list(self.requests)
 
     # the server side -------------------------------------------------------------------
-    def _next_mode(self, path: str) -> str:
+    def _next_mode(self, path: str, event: str | None = None) -> str:
         with self._lock:
             if path.startswith("/mode/"):
                 return unquote(path[len("/mode/") :])
+            if self._event_plans.get(event or ""):
+                return self._event_plans[event].pop(0)
             return self._plan.pop(0) if self._plan else self.default
 
     def _record(self, item: Received) -> None:
@@ -128,7 +138,7 @@ class Receiver:
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                mode = receiver._next_mode(self.path)
+                mode = receiver._next_mode(self.path, self.headers.get("X-Optio-Event"))
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 receiver._record(Received("POST", self.path, headers, body, self.client_address))
                 self._answer(mode)

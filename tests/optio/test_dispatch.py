@@ -273,3 +273,114 @@ def test_created_event_shows_the_task_as_pending_and_queued_follows_it(repo):
     created, queued = Event.objects.filter(task=task).order_by("seq")
     assert (created.name, created.data["state"], created.data["fromState"]) == ("task.created", "pending", None)
     assert (queued.name, queued.data["state"], queued.data["fromState"]) == ("task.queued", "queued", "pending")
+
+
+@pytest.fixture
+def queued_not_run(monkeypatch):
+    """Dispatch jobs are enqueued (their seqs recorded) but not run, as with a busy worker."""
+    from optio.tasks import dispatch_event
+
+    enqueued: list[int] = []
+    monkeypatch.setattr(dispatch_event, "apply_async", lambda args, **kwargs: enqueued.append(args[0]))
+    return enqueued
+
+
+def test_commits_while_a_dispatch_job_is_queued_share_it(recorder, repo, queued_not_run):
+    for i in range(5):  # five commits
+        lifecycle.create_task(repo, f"t{i}", "p", queue=False)
+    assert len(queued_not_run) == 1
+    assert Event.objects.filter(dispatched_at__isnull=True).count() == 5
+
+    assert dispatch.dispatch(queued_not_run[0]) == 5  # the queued job takes every waiting event
+    assert len(recorder.calls) == 5
+
+    # It cleared the flag as it started: the next commit queues a job of its own.
+    lifecycle.create_task(repo, "t5", "p", queue=False)
+    assert len(queued_not_run) == 2
+
+
+def test_an_event_committed_while_a_dispatch_runs_is_not_stranded(recorder, repo, queued_not_run):
+    lifecycle.create_task(repo, "first", "p", queue=False)
+    [job] = queued_not_run
+    late = []
+
+    def commit_during_the_claim(event):
+        # Runs inside the job's fan-out, i.e. after the job cleared the flag and claimed.
+        if not late:
+            late.append(lifecycle.create_task(repo, "late", "p", queue=False))
+
+    events.subscribe("test.late", commit_during_the_claim)
+    try:
+        assert dispatch.dispatch(job) == 1
+    finally:
+        events.unsubscribe("test.late")
+    assert len(queued_not_run) == 2  # the late commit queued its own job
+    assert dispatch.dispatch(queued_not_run[1]) == 1
+    assert not Event.objects.filter(dispatched_at__isnull=True).exists()
+
+
+def test_a_dispatch_job_lost_after_enqueue_holds_events_back_only_until_the_flag_expires(
+    recorder, repo, queued_not_run
+):
+    lifecycle.create_task(repo, "a", "p", queue=False)  # its job is lost: never runs
+    lifecycle.create_task(repo, "b", "p", queue=False)
+    assert len(queued_not_run) == 1
+    deadline = timezone.now() + timedelta(seconds=events.DISPATCH_FLAG_TTL + 5)
+    while len(queued_not_run) == 1 and timezone.now() < deadline:
+        threading.Event().wait(0.2)
+        lifecycle.create_task(repo, "c", "p", queue=False)
+    assert len(queued_not_run) == 2
+    assert dispatch.dispatch(queued_not_run[1]) == Event.objects.count()
+
+
+def test_a_long_backlog_is_handed_over_to_a_fresh_job(recorder, repo, queued_not_run, monkeypatch):
+    monkeypatch.setattr(dispatch, "BATCH", 2)
+    monkeypatch.setattr(dispatch, "MAX_BATCHES_PER_JOB", 2)
+    with dispatch_message_lost():
+        for i in range(5):
+            lifecycle.create_task(repo, f"t{i}", "p", queue=False)  # 5 waiting events
+
+    assert dispatch.dispatch(0) == 4  # two batches of two, then it hands over
+    assert len(queued_not_run) == 1
+    assert dispatch.dispatch(queued_not_run[0]) == 1
+    assert len(recorder.calls) == 5
+
+
+def test_a_batch_calls_a_batch_subscriber_once_and_falls_back_to_one_by_one_when_it_fails(recorder, repo):
+    batches, singles = [], []
+    bad = set()
+
+    def one(event):
+        if event.public_id in bad:
+            raise RuntimeError("this event cannot be handled")
+        singles.append(event.public_id)
+
+    def many(batch):
+        batches.append([e.public_id for e in batch])
+        for event in batch:
+            one(event)
+
+    events.subscribe("test.batch", one, batch=many)
+    try:
+        with dispatch_message_lost():
+            tasks = [lifecycle.create_task(repo, f"t{i}", "p", queue=False) for i in range(3)]
+        ids = list(Event.objects.filter(task__in=tasks).order_by("seq").values_list("public_id", flat=True))
+        assert dispatch.dispatch(0) == 3
+        assert batches == [ids] and singles == ids  # one call for the batch
+
+        with dispatch_message_lost():
+            tasks = [lifecycle.create_task(repo, f"u{i}", "p", queue=False) for i in range(3)]
+        ids = list(Event.objects.filter(task__in=tasks).order_by("seq").values_list("public_id", flat=True))
+        bad.add(ids[1])
+        batches.clear(), singles.clear()
+        assert dispatch.dispatch(0) == 3
+    finally:
+        events.unsubscribe("test.batch")
+    # The batch failed and rolled back; then each event alone: only the bad one is left to retry.
+    assert batches == [ids] and singles == [ids[0], ids[0], ids[2]]
+    failed = Event.objects.get(public_id=ids[1])
+    assert failed.dispatched_at is None and "test.batch" not in failed.subscribers_done
+    assert "test.recorder" in failed.subscribers_done  # the other subscriber is not called again
+    assert "cannot be handled" in failed.last_error
+    assert Event.objects.filter(public_id__in=[ids[0], ids[2]], dispatched_at__isnull=False).count() == 2
+    assert recorder.calls.count(ids[1]) == 1

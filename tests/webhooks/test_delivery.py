@@ -11,7 +11,7 @@ from standardwebhooks import Webhook as StandardVerifier
 
 from tests.fakes.receiver import Receiver, refused_url
 from tests.webhooks.conftest import SECRET
-from webhooks import delivery
+from webhooks import delivery, health, sweeper
 from webhooks.models import Attempt, Delivery, Webhook
 
 
@@ -237,7 +237,7 @@ def test_one_success_resets_the_failing_clock(hook, rx, make_delivery):
 
 def test_the_beat_job_disables_endpoints_whose_last_failure_is_old(hook):
     Webhook.objects.filter(pk=hook.pk).update(failing_since=timezone.now() - timedelta(days=6), last_error="boom")
-    assert delivery.disable_long_failing() == 1
+    assert health.disable_long_failing() == 1
     hook.refresh_from_db()
     assert not hook.active and "Last error: boom" in hook.disabled_reason
 
@@ -287,11 +287,18 @@ def test_a_manual_attempt_of_a_finished_delivery(hook, rx, make_delivery):
 class TestSweeper:
     @pytest.fixture
     def queued(self, monkeypatch):
+        """Ids queued one by one (rescued leases), and drain jobs queued (due deliveries)."""
         ids: list[int] = []
         monkeypatch.setattr(delivery, "enqueue_ids", lambda pks, **kw: ids.extend(pks))
         return ids
 
-    def test_picks_what_has_no_message_and_leaves_what_is_in_line(self, hook, make_delivery, queued):
+    @pytest.fixture
+    def drains(self, monkeypatch):
+        jobs: list[int] = []
+        monkeypatch.setattr(delivery, "enqueue_drains", lambda n, **kw: jobs.append(n))
+        return jobs
+
+    def test_picks_what_has_no_message_and_leaves_what_is_in_line(self, hook, make_delivery, queued, drains):
         in_line = make_delivery(hook)  # created with a message: enqueued_at set
         Delivery.objects.filter(pk=in_line.pk).update(enqueued_at=timezone.now())
         lost = make_delivery(hook)  # the broker was down when it was created
@@ -303,22 +310,30 @@ class TestSweeper:
         )
         not_yet = make_delivery(hook)
         Delivery.objects.filter(pk=not_yet.pk).update(next_attempt_at=timezone.now() + timedelta(minutes=5))
-        assert delivery.enqueue_due() == 2
-        assert sorted(queued) == sorted([lost.pk, long_retry.pk])
-        assert delivery.enqueue_due() == 0  # stamped: the next sweep does not queue them again
+        assert sweeper.enqueue_due() == 2
+        assert drains == [1] and queued == []  # one drain job claims both: no message per delivery
+        stamped = Delivery.objects.filter(enqueued_at__gte=timezone.now() - timedelta(seconds=5))
+        assert {lost.pk, long_retry.pk, in_line.pk} == set(stamped.values_list("pk", flat=True))
+        assert sweeper.enqueue_due() == 0  # stamped: the next sweep does not queue them again
 
-    def test_requeues_a_message_that_waited_too_long(self, hook, make_delivery, queued, settings):
+    def test_queues_drains_in_proportion_to_what_is_due(self, hook, make_delivery, queued, drains, settings):
+        settings.OPTIO_WEBHOOK_BATCH_SIZE = 2
+        for _ in range(5):
+            make_delivery(hook)
+        assert sweeper.enqueue_due() == 5 and drains == [3]
+
+    def test_requeues_a_message_that_waited_too_long(self, hook, make_delivery, queued, drains, settings):
         d = make_delivery(hook)
         Delivery.objects.filter(pk=d.pk).update(enqueued_at=timezone.now() - timedelta(minutes=2))
-        assert delivery.enqueue_due() == 1
+        assert sweeper.enqueue_due() == 1
 
-    def test_picks_expired_leases_only(self, hook, make_delivery, queued):
+    def test_picks_expired_leases_only(self, hook, make_delivery, queued, drains):
         alive, dead = make_delivery(hook), make_delivery(hook)
         Delivery.objects.update(enqueued_at=timezone.now() - timedelta(seconds=30))
         delivery._claim(alive.pk, manual=False)
         delivery._claim(dead.pk, manual=False)
         Delivery.objects.filter(pk=dead.pk).update(claimed_until=timezone.now() - timedelta(seconds=1))
-        assert delivery.enqueue_due() == 1 and queued == [dead.pk]
+        assert sweeper.enqueue_due() == 1 and queued == [dead.pk] and drains == []
 
 
 def test_the_sweeper_sends_a_due_retry_end_to_end(hook, rx, make_delivery, settings):
@@ -326,9 +341,9 @@ def test_the_sweeper_sends_a_due_retry_end_to_end(hook, rx, make_delivery, setti
     rx.plan("500")
     d = make_delivery(hook)
     send(d)
-    assert delivery.enqueue_due() == 0  # not due yet
+    assert sweeper.enqueue_due() == 0  # not due yet
     with time_machine.travel(timezone.now() + timedelta(seconds=7)):
-        assert delivery.enqueue_due() == 1  # eager Celery: the delivery task runs right here
+        assert sweeper.enqueue_due() == 1  # eager Celery: the delivery task runs right here
     d.refresh_from_db()
     assert d.status == "success" and len(rx.requests) == 2
 
@@ -343,7 +358,7 @@ def test_retention_deletes_old_attempts_and_finished_deliveries_in_batches(hook,
         Delivery.objects.filter(pk=old_pending.pk).update(next_attempt_at=timezone.now() + timedelta(days=40))
     recent = make_delivery(hook)
     send(recent)
-    deleted = delivery.purge_old()
+    deleted = sweeper.purge_old()
     assert deleted == 6  # 3 attempts + 3 deliveries
     assert set(Delivery.objects.values_list("pk", flat=True)) == {old_pending.pk, recent.pk}
     assert Attempt.objects.filter(delivery=recent).count() == 1

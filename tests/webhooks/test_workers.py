@@ -66,6 +66,9 @@ class Workers:
     def deliver(self, pk: int) -> None:
         self.sender.send_task("webhooks.deliver", args=[pk], queue=self.queue)
 
+    def drain(self) -> None:
+        self.sender.send_task("webhooks.drain", queue=self.queue)
+
     def queue_length(self) -> int:
         with self.sender.connection_for_write() as conn:
             return conn.default_channel.client.llen(self.queue)
@@ -125,13 +128,17 @@ def _wait(predicate, timeout: float, what: str, workers: Workers) -> None:
         time.sleep(0.2)
 
 
-def test_a_worker_killed_mid_request_leaves_a_delivery_that_completes_after_restart(workers):
+@pytest.mark.parametrize("message", ["deliver", "drain"])
+def test_a_worker_killed_mid_request_leaves_a_delivery_that_completes_after_restart(workers, message):
     with Receiver() as rx:
         rx.plan("hang")  # the first request never gets an answer: the worker is stuck in it
         hook = endpoints.create(url=rx.url, events=["*"], secret="whsec_c2VjcmV0LWJ5dGVz")
         (pk,) = _deliveries(hook, 1)
         first = workers.start("first")
-        workers.deliver(pk)
+        if message == "deliver":
+            workers.deliver(pk)
+        else:
+            workers.drain()
         rx.wait_for(1, timeout=60)
         assert Delivery.objects.get(pk=pk).status == "sending"
         first.send_signal(signal.SIGKILL)
@@ -163,6 +170,25 @@ def test_four_workers_and_a_thousand_deliveries_make_exactly_a_thousand_requests
         _wait(lambda: done.count() == 1000, 120, "1,000 successful deliveries", workers)
         _wait(lambda: workers.queue_length() == 0, 60, "the queue to drain", workers)
         time.sleep(1)  # let the last duplicates finish their (no-op) claims
+
+        assert len(rx.requests) == 1000
+        assert len({r.headers["webhook-id"] for r in rx.requests}) == 1000
+        assert Attempt.objects.filter(delivery__webhook=hook).count() == 1000
+        assert set(Delivery.objects.filter(webhook=hook).values_list("attempt_count", flat=True)) == {1}
+
+
+def test_four_workers_draining_a_thousand_deliveries_make_exactly_a_thousand_requests(workers):
+    with Receiver() as rx:
+        hook = endpoints.create(url=rx.url, events=["*"], secret="whsec_c2VjcmV0LWJ5dGVz")
+        _deliveries(hook, 1000)
+        for i in range(4):
+            workers.start(f"w{i}")
+        for _ in range(2 * (1000 // 32 + 1)):  # twice the drains needed: the extra ones find nothing
+            workers.drain()
+        done = Delivery.objects.filter(webhook=hook, status="success")
+        _wait(lambda: done.count() == 1000, 120, "1,000 successful deliveries", workers)
+        _wait(lambda: workers.queue_length() == 0, 60, "the queue to drain", workers)
+        time.sleep(1)  # let the last drains finish their (empty) claims
 
         assert len(rx.requests) == 1000
         assert len({r.headers["webhook-id"] for r in rx.requests}) == 1000
