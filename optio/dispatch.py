@@ -31,7 +31,7 @@ task.queued) reach the stream in the order they happened.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import connection, transaction
 from django.db.models import Max, Q
@@ -111,8 +111,22 @@ def claim(where: Q, limit: int | None = None) -> list[Event]:
                 event.stream_seq = next_number
                 next_number += 1
             event.claimed_until = now + LEASE
-        Event.objects.bulk_update(claimed, ["stream_seq", "claimed_until"])
+        _save_claim(claimed, now + LEASE)
     return claimed
+
+
+def _save_claim(claimed: list[Event], lease: datetime) -> None:
+    if connection.vendor == "postgresql":
+        # One statement with two array parameters: Django's bulk_update builds a CASE per row
+        # and spent ~100 ms of Python on a batch of 200 (bench_webhooks).
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {Event._meta.db_table} AS e SET stream_seq = v.n, claimed_until = %s "  # noqa: S608
+                "FROM unnest(%s::bigint[], %s::bigint[]) AS v(seq, n) WHERE e.seq = v.seq",
+                [lease, [e.seq for e in claimed], [e.stream_seq for e in claimed]],
+            )
+    else:
+        Event.objects.bulk_update(claimed, ["stream_seq", "claimed_until"])
 
 
 def _lock_stream() -> None:

@@ -10,7 +10,7 @@ class WebhooksConfig(AppConfig):
         from optio.celery import app
         from webhooks import conf, delivery
 
-        events.subscribe("webhooks", delivery.on_event)
+        events.subscribe("webhooks", delivery.on_event, batch=delivery.on_events)
         # The sweeper is what sends retries and rescues deliveries of dead workers; the
         # maintenance job disables long-failing endpoints and applies the retention.
         app.conf.beat_schedule["webhooks.enqueue-due"] = {

@@ -141,6 +141,44 @@ def on_event(event: Event) -> None:
     create_for_event(event)
 
 
+def on_events(batch: list[Event]) -> None:
+    """The batch form of `on_event` (the dispatcher's fan-out): on PostgreSQL, one statement
+    creates the deliveries of every event in the batch, where one per event cost a round trip
+    each (bench_webhooks: ~0.85 ms an event, most of a burst's dispatch time)."""
+    if connection.vendor != "postgresql" or not connection.in_atomic_block:
+        for event in batch:
+            create_for_event(event)
+        return
+    regular = [event for event in batch if event.name != conf.TEST_EVENT]
+    for event in batch:
+        if event.name == conf.TEST_EVENT:  # goes to the one webhook it names
+            create_for_event(event)
+    if not regular:
+        return
+    now = timezone.now()
+    columns: dict[str, list] = {k: [] for k in ("evt", "seq", "name", "body", "status", "next_attempt_at", "last_error", "finished_at")}  # fmt: skip
+    for event in regular:
+        body = serialize(event)
+        size = len(body.encode())
+        too_large = size > conf.MAX_PAYLOAD_BYTES
+        columns["evt"].append(event.public_id)
+        columns["seq"].append(event.seq)
+        columns["name"].append(event.name)
+        columns["body"].append(body)
+        columns["status"].append(FAILED if too_large else PENDING)
+        columns["next_attempt_at"].append(None if too_large else now)
+        columns["last_error"].append(
+            f"Not sent: the payload is {size} bytes and the limit is {conf.MAX_PAYLOAD_BYTES} bytes."
+            if too_large
+            else ""
+        )
+        columns["finished_at"].append(now if too_large else None)
+    rows = sql.create_for_events({**columns, "enqueued_at": now, "now": now})
+    unsent = sum(1 for _, status, attempts in rows if status == PENDING and attempts == 0)
+    if unsent:
+        request_drains(unsent)
+
+
 # Deliveries that are due are sent by drain jobs (webhooks/batch.py), each claiming whatever is
 # due, up to a batch. So new deliveries need drain jobs in proportion, not a message each: the
 # deliveries created for every event of one dispatch batch (one transaction) share their jobs.

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
+import orjson
 from django.db import connection
 
 _PREFIX = "BEGIN; SET LOCAL synchronous_commit TO off; "
@@ -112,6 +113,31 @@ def create_for_subscribers(values: dict) -> list[tuple[int, str, int]]:
         RETURNING id, status, attempt_count"""
     run = _run_in_transaction if connection.in_atomic_block else _run
     return [tuple(r) for r in run(statement, values)]
+
+
+def create_for_events(values: dict) -> list[tuple[int, str, int]]:
+    """`create_for_subscribers` for a batch of events in one statement: `values` holds one array
+    per column (evt, seq, name, body, status, next_attempt_at, last_error, finished_at), one
+    element per event. Inside the dispatcher's transaction, which commits the rows."""
+    statement = """
+        INSERT INTO webhook_deliveries (public_id, webhook_id, event_id, event_name, body, status, success,
+            attempt_count, scheduled_attempts, next_attempt_at, enqueued_at, last_error, created_at, finished_at)
+        SELECT 'msg_' || left(encode(sha256(convert_to(e.evt || ':' || w.id, 'UTF8')), 'hex'), 32),
+            w.id, e.seq, e.name, e.body, e.status, false, 0, 0,
+            e.next_attempt_at, %(enqueued_at)s, e.last_error, %(now)s, e.finished_at
+        FROM unnest(%(evt)s::text[], %(seq)s::bigint[], %(name)s::text[], %(body)s::text[], %(status)s::text[],
+                    %(next_attempt_at)s::timestamptz[], %(last_error)s::text[], %(finished_at)s::timestamptz[])
+            AS e(evt, seq, name, body, status, next_attempt_at, last_error, finished_at)
+        JOIN webhooks AS w ON w.active AND EXISTS (
+            SELECT 1 FROM jsonb_array_elements_text(w.events) AS p(pattern)
+            WHERE p.pattern = '*' OR p.pattern = e.name OR (
+                right(p.pattern, 2) = '.*'
+                AND left(e.name, length(p.pattern) - 1) = left(p.pattern, length(p.pattern) - 1)
+            )
+        )
+        ON CONFLICT ON CONSTRAINT delivery_one_per_event_webhook DO UPDATE SET event_name = EXCLUDED.event_name
+        RETURNING id, status, attempt_count"""
+    return [tuple(r) for r in _run_in_transaction(statement, values)]
 
 
 CLAIM_RETURNING = (
@@ -256,23 +282,43 @@ SETTLE_COLUMNS = (
 )
 
 
+ATTEMPT_TYPES = {
+    "delivery_id": "bigint",
+    "number": "integer",
+    "trigger": "text",
+    "started_at": "timestamptz",
+    "duration_ms": "integer",
+    "request_url": "text",
+    "request_headers": "jsonb",
+    "response_status": "smallint",
+    "response_headers": "jsonb",
+    "response_body": "text",
+    "response_truncated": "boolean",
+    "success": "boolean",
+    "error_class": "text",
+    "error": "text",
+}
+
+
 def record_attempts(attempts: list[dict], settled: list[dict]) -> None:
     """Insert many attempts and settle their deliveries, each only if its claim still holds, in
-    one statement. `settled` rows carry SETTLE_COLUMNS; the lease is cleared on each."""
+    one statement. `settled` rows carry SETTLE_COLUMNS; the lease is cleared on each.
+
+    The rows travel as two JSON documents rather than one parameter per value: with ~500
+    parameters a batch, psycopg's client-side parsing of the statement was ~15% of a drain's CPU."""
     if not attempts:
         return
-    row = "(" + ", ".join("%s::jsonb" if c in JSON_COLUMNS else "%s" for c in ATTEMPT_COLUMNS) + ")"
-    params = [json.dumps(a[c]) if c in JSON_COLUMNS else a[c] for a in attempts for c in ATTEMPT_COLUMNS]
-    settle_row = "(" + ", ".join(f"%s::{kind}" for _, kind in SETTLE_COLUMNS) + ")"
-    params += [s[c] for s in settled for c, _ in SETTLE_COLUMNS]
+    attempt_types = ", ".join(f"{c} {ATTEMPT_TYPES[c]}" for c in ATTEMPT_COLUMNS)
+    settle_types = ", ".join(f"{c} {kind}" for c, kind in SETTLE_COLUMNS)
     statement = (
         f"WITH attempt AS (INSERT INTO webhook_attempts ({', '.join(ATTEMPT_COLUMNS)}) "  # noqa: S608
-        f"VALUES {', '.join([row] * len(attempts))}) "
+        f"SELECT {', '.join(ATTEMPT_COLUMNS)} FROM jsonb_to_recordset(%s::jsonb) AS a({attempt_types})) "
         "UPDATE webhook_deliveries AS d SET status = v.status, status_code = v.status_code, success = v.success, "
         "claimed_until = NULL, last_error = v.last_error, next_attempt_at = v.next_attempt_at, "
         "finished_at = v.finished_at, enqueued_at = COALESCE(v.enqueued_at, d.enqueued_at) "
-        f"FROM (VALUES {', '.join([settle_row] * len(settled))}) "
-        f"AS v({', '.join(c for c, _ in SETTLE_COLUMNS)}) "
+        f"FROM jsonb_to_recordset(%s::jsonb) AS v({settle_types}) "
         "WHERE d.id = v.id AND d.attempt_count = v.number AND d.status = 'sending'"
     )
-    _run(statement, params)
+    rows = [{c: a[c] for c in ATTEMPT_COLUMNS} for a in attempts]
+    settle = [{c: row[c] for c, _ in SETTLE_COLUMNS} for row in settled]
+    _run(statement, [orjson.dumps(rows).decode(), orjson.dumps(settle).decode()])

@@ -3,6 +3,7 @@ single-statement claims and records, racing claimers, lease takeover, idempotent
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import timedelta
 
@@ -127,3 +128,42 @@ def test_the_sql_subscription_match_agrees_with_python(pg):
         assert got == expected, name
         assert off.pk not in got
     assert {h.pk for h in hooks} == set(Delivery.objects.values_list("webhook_id", flat=True))
+
+
+def test_a_dispatch_batch_creates_every_events_deliveries_in_one_statement(
+    pg, monkeypatch, django_assert_max_num_queries
+):
+    from django.db import transaction
+
+    from webhooks import conf
+
+    everything = endpoints.create(url="https://203.0.113.5/all", events=["*"], secret="s3cret")
+    tasks_only = endpoints.create(url="https://203.0.113.5/tasks", events=["task.*"], secret="s3cret")
+    completed = endpoints.create(url="https://203.0.113.5/done", events=["task.completed"], secret="s3cret")
+    off = endpoints.create(url="https://203.0.113.5/off", events=["*"], secret="s3cret")
+    off.active = False
+    off.save()
+    drains = []
+    monkeypatch.setattr(delivery, "request_drains", drains.append)
+    batch = [_event("task.completed"), _event("task.failed"), _event("task.completed")]
+    monkeypatch.setattr(conf, "MAX_PAYLOAD_BYTES", 10_000)
+    big = Event.objects.create(name="task.failed", data={"taskId": "t2", "title": "x" * 20_000})
+
+    with transaction.atomic(), django_assert_max_num_queries(1):
+        delivery.on_events([*batch, big])
+
+    got = set(Delivery.objects.values_list("event_id", "webhook_id", "status"))
+    expected = {(e.seq, w.pk, "pending") for e in batch for w in (everything, tasks_only)}
+    expected |= {(e.seq, completed.pk, "pending") for e in batch if e.name == "task.completed"}
+    expected |= {(big.seq, w.pk, "failed") for w in (everything, tasks_only)}
+    assert got == expected
+    assert drains == [8]  # the too-large event's deliveries are not sent
+    for d in Delivery.objects.filter(status="pending"):
+        assert d.public_id == delivery.message_id(Event.objects.get(seq=d.event_id).public_id, d.webhook_id)
+        assert json.loads(d.body) == json.loads(delivery.serialize(Event.objects.get(seq=d.event_id)))
+    assert "payload is" in Delivery.objects.filter(status="failed").first().last_error
+
+    Delivery.objects.filter(event_id=batch[0].seq).update(attempt_count=1)  # these were tried
+    with transaction.atomic():  # a re-dispatch creates nothing twice, and re-queues the untried
+        delivery.on_events(batch)
+    assert Delivery.objects.count() == len(expected) and drains == [8, 8 - 3]
