@@ -186,6 +186,7 @@ def main() -> None:
             f"last warm run: {warm_stats[0]}."
         )
     finally:
+        etags.writer.drain()  # no cache row written behind may outlive the benchmark's database
         parent.send("stop")
         proc.join(timeout=10)
         if proc.is_alive():
