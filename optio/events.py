@@ -7,7 +7,10 @@
 The subscriber contract (what optio/dispatch.py guarantees and what it asks in return):
 
 - A subscriber is called with a committed Event, once per event on the happy path, inside
-  its own database transaction (its writes and on_commit hooks are all-or-nothing).
+  a savepoint of its own (its writes and on_commit hooks are all-or-nothing). The dispatcher
+  calls it for a whole batch of events in one savepoint (or its `batch` form once); if that
+  fails, the batch is rolled back and the events are retried one savepoint each, so only the
+  event that fails waits. Side effects outside the database may therefore repeat.
 - It should be quick and must not send over the network itself: record what to send (a
   webhook Delivery row, a Slack notification row) and enqueue the Celery task that sends it.
 - If it raises, the event stays undispatched and is retried by the sweeper with back-off;
