@@ -44,3 +44,24 @@ def production_settings(app_configs=None, **kwargs) -> list[Warning]:
             )
         )
     return problems
+
+
+PER_PROCESS_CACHES = ("django.core.cache.backends.locmem.LocMemCache", "django.core.cache.backends.dummy.DummyCache")
+
+
+@register()
+def shared_cache(app_configs=None, **kwargs) -> list[Warning]:
+    """The "a dispatch job is queued" flag (optio/events.py) is set by the committing process and
+    cleared by the worker that runs the job, so both must see the same cache."""
+    backend = settings.CACHES["default"]["BACKEND"]
+    if settings.CELERY_BROKER_URL.startswith("memory://") or backend not in PER_PROCESS_CACHES:
+        return []
+    return [
+        Warning(
+            f"Celery workers run in other processes ({settings.CELERY_BROKER_URL.split('://')[0]} broker) but the "
+            f"cache is per process ({backend.rsplit('.', 1)[-1]}), so a worker cannot clear the dispatch flag a web "
+            "process set: events would wait for the flag to expire or for the sweeper.",
+            hint="Use a shared cache (Optio's production settings use Redis for both).",
+            id="optio.W004",
+        )
+    ]

@@ -216,3 +216,18 @@ def test_check_deploy_flags_settings_that_break_a_multi_process_deployment(tmp_p
     result = manage("check", "--deploy", "--fail-level", "WARNING", env=env, timeout=90)
     assert result.returncode != 0
     assert warning in result.stdout + result.stderr
+
+
+def test_a_per_process_cache_with_out_of_process_workers_is_flagged(settings):
+    from optio import checks
+
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:6379/0"
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    [warning] = checks.shared_cache()
+    assert warning.id == "optio.W004" and "dispatch flag" in warning.msg
+
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://x"}}
+    assert checks.shared_cache() == []
+    settings.CELERY_BROKER_URL = "memory://localhost/"  # embedded: the worker shares the process
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    assert checks.shared_cache() == []
