@@ -67,28 +67,13 @@ def create_for_event(event: Event, webhooks: list[Webhook] | None = None, *, enq
     twice; what is queued again is only what has not been attempted yet, and the claim
     makes a duplicate message harmless.
     """
-    body = serialize(event)
     now = timezone.now()
-    size = len(body.encode())
-    too_large = size > conf.MAX_PAYLOAD_BYTES
-    too_large_error = f"Not sent: the payload is {size} bytes and the limit is {conf.MAX_PAYLOAD_BYTES} bytes."
+    values = _values(event, now)
+    too_large = values["status"] == FAILED
     if webhooks is None and event.name != conf.TEST_EVENT and connection.vendor == "postgresql":
         # The usual case on PostgreSQL: pick the subscribed webhooks and insert in one round trip
         # (inside the dispatcher's transaction, or committed on its own outside one).
-        rows = sql.create_for_subscribers(
-            {
-                "evt": event.public_id,
-                "seq": event.seq,
-                "name": event.name,
-                "body": body,
-                "status": FAILED if too_large else PENDING,
-                "next_attempt_at": None if too_large else now,
-                "enqueued_at": now if enqueue else None,
-                "last_error": too_large_error if too_large else "",
-                "now": now,
-                "finished_at": now if too_large else None,
-            }
-        )
+        rows = sql.create_for_subscribers({**values, "enqueued_at": now if enqueue else None, "now": now})
         ids = [pk for pk, status, attempts in rows if status == PENDING and attempts == 0]
         if enqueue and ids:
             request_drains(len(ids))
@@ -102,16 +87,16 @@ def create_for_event(event: Event, webhooks: list[Webhook] | None = None, *, enq
             "webhook_id": w.pk,
             "event_id": event.seq,
             "event_name": event.name,
-            "body": body,
-            "status": FAILED if too_large else PENDING,
+            "body": values["body"],
+            "status": values["status"],
             "success": False,
             "attempt_count": 0,
             "scheduled_attempts": 0,
-            "next_attempt_at": None if too_large else now,
+            "next_attempt_at": values["next_attempt_at"],
             "enqueued_at": now if enqueue else None,
-            "last_error": too_large_error if too_large else "",
+            "last_error": values["last_error"],
             "created_at": now,
-            "finished_at": now if too_large else None,
+            "finished_at": values["finished_at"],
         }
         for w in hooks
     ]
@@ -136,6 +121,25 @@ def create_for_event(event: Event, webhooks: list[Webhook] | None = None, *, enq
     return ids
 
 
+def _values(event: Event, now) -> dict:
+    """What every delivery of `event` shares: the frozen body, and a refusal if it is too large."""
+    body = serialize(event)
+    size = len(body.encode())
+    too_large = size > conf.MAX_PAYLOAD_BYTES
+    return {
+        "evt": event.public_id,
+        "seq": event.seq,
+        "name": event.name,
+        "body": body,
+        "status": FAILED if too_large else PENDING,
+        "next_attempt_at": None if too_large else now,
+        "last_error": f"Not sent: the payload is {size} bytes and the limit is {conf.MAX_PAYLOAD_BYTES} bytes."
+        if too_large
+        else "",
+        "finished_at": now if too_large else None,
+    }
+
+
 def on_event(event: Event) -> None:
     """Registered with optio.events.subscribe("webhooks", ...)."""
     create_for_event(event)
@@ -156,23 +160,8 @@ def on_events(batch: list[Event]) -> None:
     if not regular:
         return
     now = timezone.now()
-    columns: dict[str, list] = {k: [] for k in ("evt", "seq", "name", "body", "status", "next_attempt_at", "last_error", "finished_at")}  # fmt: skip
-    for event in regular:
-        body = serialize(event)
-        size = len(body.encode())
-        too_large = size > conf.MAX_PAYLOAD_BYTES
-        columns["evt"].append(event.public_id)
-        columns["seq"].append(event.seq)
-        columns["name"].append(event.name)
-        columns["body"].append(body)
-        columns["status"].append(FAILED if too_large else PENDING)
-        columns["next_attempt_at"].append(None if too_large else now)
-        columns["last_error"].append(
-            f"Not sent: the payload is {size} bytes and the limit is {conf.MAX_PAYLOAD_BYTES} bytes."
-            if too_large
-            else ""
-        )
-        columns["finished_at"].append(now if too_large else None)
+    values = [_values(event, now) for event in regular]
+    columns = {key: [v[key] for v in values] for key in values[0]}  # one array per column
     rows = sql.create_for_events({**columns, "enqueued_at": now, "now": now})
     unsent = sum(1 for _, status, attempts in rows if status == PENDING and attempts == 0)
     if unsent:

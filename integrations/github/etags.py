@@ -162,13 +162,13 @@ def parsed(scope: str, key: str, page: CachedPage, shape: Shape = JSON):
     if page.data is not None and page.shape == shape.name:
         return page.data
     data = memo.get(key, page.etag, shape.name)
-    if data is None:
-        body = page.body if page.body is not None else _load_body(key)
-        data = shape.decode(body or b"null")
+    if data is not None:
         page.data, page.shape = data, shape.name
-        memo.put(scope, key, page, len(body or b""))
-    page.data, page.shape = data, shape.name
-    return data
+        return data
+    body = page.body if page.body is not None else _load_body(key)
+    page.data, page.shape = shape.decode(body or b"null"), shape.name
+    memo.put(scope, key, page, len(body or b""))
+    return page.data
 
 
 def _load_body(key: str) -> bytes:
