@@ -1,0 +1,273 @@
+"""http.send_all: the door's path for many small requests (webhook drains).
+
+The same guarantees as http.request (SSRF guard, deadlines, no redirects, capped bodies), on
+kept-alive connections shared by a few lanes per destination.
+"""
+
+from __future__ import annotations
+
+import datetime
+import socket
+import ssl
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from integrations import http
+from tests.fakes.receiver import Receiver, refused_url
+
+
+@pytest.fixture
+def rx():
+    with Receiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture
+def pool():
+    executor = ThreadPoolExecutor(32)
+    yield executor
+    executor.shutdown(wait=True)
+
+
+def send(urls, pool=None, body=b"{}", **kwargs) -> list[http.Result]:
+    requests = [
+        http.Outgoing(url, {"Content-Type": "application/json", "X-N": str(i)}, body) for i, url in enumerate(urls)
+    ]
+    return [future.result(timeout=30) for future in http.send_all(requests, executor=pool, **kwargs)]
+
+
+def test_results_come_back_in_order_for_several_destinations(rx, pool):
+    with Receiver() as other:
+        urls = [rx.url, other.url_for("201"), rx.url_for("503"), other.url]
+        results = send(urls, pool)
+    assert [r.response.status for r in results] == [200, 201, 503, 200]
+    assert all(r.error is None and r.elapsed > 0 for r in results)
+    assert sorted(q.headers["x-n"] for q in rx.requests) == ["0", "2"]
+    first = next(q for q in rx.requests if q.headers["x-n"] == "0")
+    assert first.headers["user-agent"].startswith("Optio/")
+    assert first.headers["host"] == f"127.0.0.1:{rx.port}"
+    assert first.body == b"{}"
+
+
+def test_requests_to_one_destination_share_a_few_kept_alive_connections(rx, pool, monkeypatch):
+    monkeypatch.setattr(http, "SPILL_AFTER", 60.0)  # the test receiver is slow (Nagle): no spilling here
+    assert all(r.response.status == 200 for r in send([rx.url] * 20, pool, lanes=2))
+    assert all(r.response.status == 200 for r in send([rx.url] * 20, pool, lanes=2))
+    assert len(rx.requests) == 40
+    assert len({q.peer for q in rx.requests}) <= 2  # the second batch reused the first one's
+
+
+def test_without_an_executor_requests_go_one_after_another_on_one_connection(rx):
+    assert [r.response.status for r in send([rx.url] * 3)] == [200, 200, 200]
+    assert len({q.peer for q in rx.requests}) == 1
+
+
+def test_a_destination_is_resolved_and_checked_once_per_batch(rx, pool, monkeypatch):
+    lookups = []
+    real = socket.getaddrinfo
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: lookups.append(a[0]) or real(*a, **k))
+    send([rx.url] * 5, pool)
+    assert lookups == ["127.0.0.1"]  # connections go to the checked address: no lookup of their own
+    send([rx.url] * 5, pool)
+    assert len(lookups) == 2  # and the next batch checks again (DNS answers change)
+
+
+def test_a_blocked_destination_is_an_error_and_nothing_is_sent(rx, pool, settings):
+    settings.OPTIO_ALLOW_PRIVATE_URLS = False
+    results = send([rx.url, rx.url], pool)
+    assert all(isinstance(r.error, http.BlockedDestination) and r.response is None for r in results)
+    assert "loopback" in results[0].error.reason
+    assert rx.requests == []
+
+
+def test_a_payload_over_the_limit_is_refused_and_the_rest_are_sent(rx, pool):
+    requests = [http.Outgoing(rx.url, {}, b"x" * 300_000), http.Outgoing(rx.url, {}, b"{}")]
+    too_large, fine = (f.result() for f in http.send_all(requests, executor=pool, max_body=256 * 1024))
+    assert isinstance(too_large.error, http.PayloadTooLarge)
+    assert "limit is 262144 bytes" in too_large.error.reason
+    assert fine.response.status == 200
+    assert [q.body for q in rx.requests] == [b"{}"]
+
+
+def test_a_redirect_is_returned_not_followed(rx, pool):
+    with Receiver() as metadata:  # stands in for 169.254.169.254: it must never be asked
+        rx.plan(f"302:{metadata.url}")
+        (result,) = send([rx.url], pool)
+        assert result.response.status == 302
+        assert result.response.header("location") == metadata.url
+        assert metadata.requests == []
+
+
+def test_connection_refused_is_a_connect_error(pool):
+    (result,) = send([refused_url()], pool)
+    assert isinstance(result.error, http.ConnectFailed)
+    assert "connection refused" in result.error.reason
+
+
+def test_a_hanging_server_times_out(rx, pool):
+    (result,) = send([rx.url_for("hang")], pool, timeout=0.5)
+    assert isinstance(result.error, http.Timeout)
+
+
+@pytest.mark.timeout(30)
+def test_a_dripping_response_is_cut_at_the_overall_deadline(rx, pool):
+    # One byte every 0.2 s never trips a per-read timeout; only the overall deadline stops it.
+    (result,) = send([rx.url_for("drip:0.2")], pool, timeout=1.0)
+    assert isinstance(result.error, http.Timeout)
+    assert send([rx.url], pool)[0].response.status == 200
+
+
+def test_a_huge_response_is_truncated_and_its_connection_not_reused(rx, pool):
+    (result,) = send([rx.url_for("huge:5000000")], pool, max_response=65536)
+    assert result.response.status == 200 and result.response.truncated
+    assert len(result.response.body) == 65536
+    assert send([rx.url], pool)[0].response.status == 200
+    assert len({q.peer for q in rx.requests}) == 2
+
+
+def test_requests_behind_a_hanging_one_get_threads_of_their_own(rx, pool, monkeypatch):
+    # One lane: without spilling, the second request would start only when the first timed out.
+    monkeypatch.setattr(http, "SPILL_AFTER", 0.0)
+    futures = http.send_all(
+        [http.Outgoing(rx.url_for("hang"), {}, b"{}") for _ in range(4)], executor=pool, lanes=1, timeout=3
+    )
+    rx.wait_for(4, timeout=2.5)  # all four arrived before the first one's timeout
+    assert all(isinstance(f.result(timeout=10).error, http.Timeout) for f in futures)
+
+
+def test_a_request_that_cannot_start_within_its_timeout_is_not_sent(rx, monkeypatch):
+    # One sender thread, held by a hanging request: the others would start only after it, and
+    # could then run past what the caller allows for the batch (a webhook claim's lease).
+    monkeypatch.setattr(http, "SPILL_AFTER", 0.0)
+    single = ThreadPoolExecutor(1)
+    try:
+        requests = [http.Outgoing(rx.url_for("hang"), {}, b"{}") for _ in range(3)]
+        results = [f.result(timeout=10) for f in http.send_all(requests, executor=single, lanes=1, timeout=0.5)]
+    finally:
+        single.shutdown()
+    assert isinstance(results[0].error, http.Timeout) and "did not answer" in results[0].error.reason
+    for late in results[1:]:
+        assert isinstance(late.error, http.Timeout)
+        assert late.error.reason.startswith("Not sent: it waited")
+    assert len(rx.requests) == 1
+
+
+def test_an_idle_connection_the_server_closed_is_replaced(pool):
+    """A keep-alive connection the server closes while it sits idle is not used again."""
+    connections, closed = [], threading.Event()
+
+    def serve(listener):
+        for _ in range(2):
+            conn, _ = listener.accept()
+            connections.append(conn)
+            data = b""
+            while b"\r\n\r\n" not in data or not data.endswith(b"{}"):
+                data += conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            conn.close()  # keep-alive was promised; the server closes anyway (its idle timeout)
+            closed.set()
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    threading.Thread(target=serve, args=(listener,), daemon=True).start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
+    try:
+        assert send([url], pool)[0].response.status == 200
+        assert closed.wait(5)
+        (again,) = send([url], pool)
+        assert again.error is None and again.response.status == 200
+        assert len(connections) == 2
+    finally:
+        listener.close()
+
+
+# --- TLS: verified against the host name, connected to the checked address -------------------
+
+
+def _certificate(tmp_path, name: str):
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_file, key_file
+
+
+@pytest.fixture
+def tls_server(tmp_path):
+    cert_file, key_file = _certificate(tmp_path, "localhost")
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Length", "6")
+            self.end_headers()
+            self.wfile.write(b"secure")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server, cert_file
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def trusted(monkeypatch):
+    def trust(cert_file):
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert_file))
+        http._tls_context.cache_clear()
+
+    yield trust
+    http._tls_context.cache_clear()
+
+
+def test_https_is_verified_against_the_host_name(tls_server, trusted, pool):
+    server, cert_file = tls_server
+    trusted(cert_file)
+    port = server.server_address[1]
+    (result,) = send([f"https://localhost:{port}/hook"], pool)
+    assert result.error is None, result.error
+    assert result.response.body == b"secure"
+    # The same server under a name its certificate does not carry is refused.
+    (wrong,) = send([f"https://127.0.0.1:{port}/hook"], pool)
+    assert isinstance(wrong.error, http.ConnectFailed) and "TLS" in wrong.error.reason
+
+
+def test_an_untrusted_certificate_is_refused(tls_server, pool):
+    server, _ = tls_server
+    http._tls_context.cache_clear()
+    (result,) = send([f"https://localhost:{server.server_address[1]}/hook"], pool)
+    assert isinstance(result.error, http.ConnectFailed)
+    assert "TLS with localhost failed" in result.error.reason
+    assert "certificate verify failed" in result.error.reason
