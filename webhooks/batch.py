@@ -22,10 +22,11 @@ import math
 import os
 import threading
 from collections import defaultdict
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, wait
 
 from django.utils import timezone
 
+from integrations import http
 from webhooks import conf, delivery, health, sql
 from webhooks.models import Attempt, Delivery, DeliveryStatus
 
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 
 PENDING = DeliveryStatus.PENDING
 Claimed = tuple[Delivery, int]  # the delivery and the number of the attempt it was claimed for
-Sent = tuple[Delivery, int, Attempt, delivery.Outcome]
+Sent = tuple[Delivery, int, dict, delivery.Outcome]  # the attempt as sql.ATTEMPT_COLUMNS values
 
 
 def drain(limit: int | None = None) -> int:
@@ -41,11 +42,17 @@ def drain(limit: int | None = None) -> int:
     claimed = claim(limit or conf.batch_size())
     if not claimed:
         return 0
-    futures = _send_all(claimed)
+    outgoing = _prepare(claimed)
+    futures = http.send_all(outgoing, executor=_pool(), lanes=conf.lanes(), **delivery.limits())
+    index = {future: i for i, future in enumerate(futures)}
+
+    def sent(finished) -> list[Sent]:
+        return [_sent(claimed[index[f]], outgoing[index[f]], f.result()) for f in finished]
+
     done, waiting = wait(futures, timeout=conf.straggler_wait())
-    record([f.result() for f in done])
+    record(sent(done))
     if waiting:  # a slow endpoint: the rest of the batch is recorded already
-        record([f.result() for f in wait(waiting).done])
+        record(sent(wait(waiting).done))
     return len(claimed)
 
 
@@ -91,19 +98,20 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _send_all(claimed: list[Claimed]) -> list[Future]:
-    # Secrets are decrypted once per endpoint, here, so sender threads only sign and send.
+def _prepare(claimed: list[Claimed]) -> list[http.Outgoing]:
+    # Secrets are decrypted once per endpoint and every request signed here, so sender
+    # threads only send.
     secrets: dict[int, list[str]] = {}
     for item, _ in claimed:
         if item.webhook_id not in secrets:
             secrets[item.webhook_id] = item.webhook.signing_secrets()
-    pool = _pool()
-    return [pool.submit(_send_one, item, number, secrets[item.webhook_id]) for item, number in claimed]
+    return [delivery.prepare(item, secrets[item.webhook_id]) for item, _ in claimed]
 
 
-def _send_one(item: Delivery, number: int, secrets: list[str]) -> Sent:
-    attempt, outcome = delivery.send(item, number, secrets=secrets)
-    return item, number, attempt, outcome
+def _sent(claimed: Claimed, outgoing: http.Outgoing, result: http.Result) -> Sent:
+    item, number = claimed
+    values, outcome = delivery.attempt_values(item, number, outgoing, result)
+    return item, number, values, outcome
 
 
 # --- recording ----------------------------------------------------------------------------
@@ -115,13 +123,13 @@ def record(sent: list[Sent]) -> None:
         return
     if not sql.usable():
         for item, number, attempt, outcome in sent:
-            delivery._record(item, number, attempt, outcome, False, PENDING)  # health and retries too
+            delivery._record(item, number, Attempt(**attempt), outcome, False, PENDING)  # health and retries too
         return
     now = timezone.now()
     attempts, settled, retries = [], [], []
     for item, number, attempt, outcome in sent:
         changes, delay = delivery.settle(item, outcome, False, PENDING, now)
-        attempts.append({c: getattr(attempt, c) for c in sql.ATTEMPT_COLUMNS})
+        attempts.append(attempt)
         settled.append({"id": item.pk, "number": number, "finished_at": None, "enqueued_at": None, **changes})
         if "enqueued_at" in changes:
             retries.append(delay)

@@ -27,7 +27,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -160,9 +160,7 @@ def on_events(batch: list[Event]) -> None:
     if not regular:
         return
     now = timezone.now()
-    values = [_values(event, now) for event in regular]
-    columns = {key: [v[key] for v in values] for key in values[0]}  # one array per column
-    rows = sql.create_for_events({**columns, "enqueued_at": now, "now": now})
+    rows = sql.create_for_events([_values(event, now) for event in regular], enqueued_at=now, now=now)
     unsent = sum(1 for _, status, attempts in rows if status == PENDING and attempts == 0)
     if unsent:
         request_drains(unsent)
@@ -297,54 +295,60 @@ def attempt(delivery_id: int, *, manual: bool = False) -> str | None:
 def send(
     delivery: Delivery, number: int, *, manual: bool = False, secrets: list[str] | None = None
 ) -> tuple[Attempt, Outcome]:
-    """Sign and POST one claimed attempt; returns its (unsaved) Attempt row and its Outcome.
+    """Sign and POST one claimed attempt; returns its (unsaved) Attempt row and its Outcome."""
+    outgoing = prepare(delivery, secrets)
+    result = http.send_all([outgoing], **limits())[0].result()
+    values, outcome = attempt_values(delivery, number, outgoing, result, manual=manual)
+    return Attempt(**values), outcome
 
-    No database access, so batches (webhooks/batch.py) can call it from sender threads.
-    """
-    webhook = delivery.webhook
+
+def prepare(delivery: Delivery, secrets: list[str] | None = None) -> http.Outgoing:
+    """The signed request of an attempt. No database access: batches sign a whole batch at once."""
     body = delivery.body_bytes
-    timestamp = int(time.time())
     if secrets is None:
-        secrets = webhook.signing_secrets()
-    sent = signing.headers(delivery.event_name, delivery.public_id, timestamp, body, secrets)
-    started = timezone.now()
-    clock = time.monotonic()
-    resp = None
-    try:
-        resp = http.request(
-            "POST",
-            webhook.url,
-            headers=sent,
-            body=body,
-            timeout=conf.timeout(),
-            connect_timeout=conf.connect_timeout(),
-            max_body=conf.MAX_PAYLOAD_BYTES,
-            max_response=conf.MAX_STORED_RESPONSE_BYTES,
-        )
+        secrets = delivery.webhook.signing_secrets()
+    headers = signing.headers(delivery.event_name, delivery.public_id, int(time.time()), body, secrets)
+    return http.Outgoing(delivery.webhook.url, headers, body)
+
+
+def limits() -> dict:
+    """What every attempt is bounded by, as http.send_all's keyword arguments."""
+    return {
+        "timeout": conf.timeout(),
+        "connect_timeout": conf.connect_timeout(),
+        "max_body": conf.MAX_PAYLOAD_BYTES,
+        "max_response": conf.MAX_STORED_RESPONSE_BYTES,
+    }
+
+
+def attempt_values(
+    delivery: Delivery, number: int, outgoing: http.Outgoing, result: http.Result, *, manual: bool = False
+) -> tuple[dict, Outcome]:
+    """The Attempt row's values (sql.ATTEMPT_COLUMNS) and the Outcome of a sent request."""
+    resp, exc = result.response, result.error
+    if resp is not None:
         outcome = classify(resp)
-    except http.OutboundError as exc:
+    else:
         # A payload over the limit can never succeed; a blocked or unresolvable address might
         # (DNS changes), so those retry like any other failure.
         outcome = Outcome(False, None, exc.kind, exc.reason, retry=not isinstance(exc, http.PayloadTooLarge))
-    duration_ms = int((time.monotonic() - clock) * 1000)
-
-    record = Attempt(
-        delivery_id=delivery.pk,
-        number=number,
-        trigger=AttemptTrigger.MANUAL if manual else AttemptTrigger.SCHEDULED,
-        started_at=started,
-        duration_ms=duration_ms,
-        request_url=webhook.url,
-        request_headers=signing.redact(sent),
-        response_status=resp.status if resp is not None else None,
-        response_headers=_response_headers(resp),
-        response_body=_text(resp.body.decode("utf-8", errors="replace")) if resp is not None else "",
-        response_truncated=bool(resp and resp.truncated),
-        success=outcome.success,
-        error_class=outcome.error_class,
-        error=outcome.error,
-    )
-    return record, outcome
+    values = {
+        "delivery_id": delivery.pk,
+        "number": number,
+        "trigger": AttemptTrigger.MANUAL if manual else AttemptTrigger.SCHEDULED,
+        "started_at": datetime.fromtimestamp(result.started, tz=UTC),
+        "duration_ms": int(result.elapsed * 1000),
+        "request_url": outgoing.url,
+        "request_headers": signing.redact(outgoing.headers),
+        "response_status": resp.status if resp is not None else None,
+        "response_headers": _response_headers(resp),
+        "response_body": _text(resp.body.decode("utf-8", errors="replace")) if resp is not None else "",
+        "response_truncated": bool(resp and resp.truncated),
+        "success": outcome.success,
+        "error_class": outcome.error_class,
+        "error": outcome.error,
+    }
+    return values, outcome
 
 
 def _claim_fast(delivery_id: int) -> tuple[Delivery, int, str] | None:

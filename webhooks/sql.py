@@ -115,19 +115,21 @@ def create_for_subscribers(values: dict) -> list[tuple[int, str, int]]:
     return [tuple(r) for r in run(statement, values)]
 
 
-def create_for_events(values: dict) -> list[tuple[int, str, int]]:
-    """`create_for_subscribers` for a batch of events in one statement: `values` holds one array
-    per column (evt, seq, name, body, status, next_attempt_at, last_error, finished_at), one
-    element per event. Inside the dispatcher's transaction, which commits the rows."""
+def create_for_events(events: list[dict], enqueued_at: datetime, now: datetime) -> list[tuple[int, str, int]]:
+    """`create_for_subscribers` for a batch of events in one statement: each of `events` holds
+    evt, seq, name, body, status, next_attempt_at, last_error and finished_at. Inside the
+    dispatcher's transaction, which commits the rows.
+
+    The events travel as one JSON document: as arrays, psycopg's quoting of every element
+    (a regular expression per string) was ~15% of a dispatch's CPU."""
     statement = """
         INSERT INTO webhook_deliveries (public_id, webhook_id, event_id, event_name, body, status, success,
             attempt_count, scheduled_attempts, next_attempt_at, enqueued_at, last_error, created_at, finished_at)
         SELECT 'msg_' || left(encode(sha256(convert_to(e.evt || ':' || w.id, 'UTF8')), 'hex'), 32),
             w.id, e.seq, e.name, e.body, e.status, false, 0, 0,
             e.next_attempt_at, %(enqueued_at)s, e.last_error, %(now)s, e.finished_at
-        FROM unnest(%(evt)s::text[], %(seq)s::bigint[], %(name)s::text[], %(body)s::text[], %(status)s::text[],
-                    %(next_attempt_at)s::timestamptz[], %(last_error)s::text[], %(finished_at)s::timestamptz[])
-            AS e(evt, seq, name, body, status, next_attempt_at, last_error, finished_at)
+        FROM jsonb_to_recordset(%(events)s::jsonb) AS e(evt text, seq bigint, name text, body text, status text,
+            next_attempt_at timestamptz, last_error text, finished_at timestamptz)
         JOIN webhooks AS w ON w.active AND EXISTS (
             SELECT 1 FROM jsonb_array_elements_text(w.events) AS p(pattern)
             WHERE p.pattern = '*' OR p.pattern = e.name OR (
@@ -137,7 +139,8 @@ def create_for_events(values: dict) -> list[tuple[int, str, int]]:
         )
         ON CONFLICT ON CONSTRAINT delivery_one_per_event_webhook DO UPDATE SET event_name = EXCLUDED.event_name
         RETURNING id, status, attempt_count"""
-    return [tuple(r) for r in _run_in_transaction(statement, values)]
+    params = {"events": orjson.dumps(events).decode(), "enqueued_at": enqueued_at, "now": now}
+    return [tuple(r) for r in _run_in_transaction(statement, params)]
 
 
 CLAIM_RETURNING = (
