@@ -190,9 +190,14 @@ class Event(models.Model):
     """
 
     seq = models.BigAutoField(primary_key=True)
-    public_id = models.CharField(max_length=40, unique=True, default=_event_public_id)
+    # Unique by a constraint (no LIKE-pattern index on PostgreSQL) and the task looked up through
+    # event_task_stream: an event row is written three times (created, claimed, dispatched)
+    # and each write pays for every index.
+    public_id = models.CharField(max_length=40, default=_event_public_id)
     name = models.CharField(max_length=64, db_index=True)
-    task = models.ForeignKey(Task, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
+    task = models.ForeignKey(
+        Task, null=True, blank=True, on_delete=models.SET_NULL, related_name="events", db_index=False
+    )
     data = models.JSONField(default=dict)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     dispatched_at = models.DateTimeField(null=True, blank=True)
@@ -206,6 +211,7 @@ class Event(models.Model):
 
     class Meta:
         ordering = ["seq"]
+        constraints = [models.UniqueConstraint(fields=["public_id"], name="event_public_id_unique")]
         indexes = [
             models.Index(fields=["created_at"], condition=Q(dispatched_at__isnull=True), name="event_undispatched"),
             models.Index(fields=["task", "stream_seq"], name="event_task_stream"),
