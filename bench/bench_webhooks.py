@@ -89,20 +89,24 @@ def child() -> None:
     try:
         _purge_queue()
         workers = _start_workers()
+        groups = {"workers": workers, "receiver": [receiver], "bench (publisher, polling)": [os.getpid()]}
         _warm_up(base)
         rows = []
         results = {}
+        splits = []
         for title, events, endpoints in (
             ("5,000 events → 1 endpoint", 5000, 1),
             ("500 events → 10 endpoints", 500, 10),
         ):
-            pipe = _burst(base, events, endpoints, workers)
+            pipe = _burst(base, events, endpoints, groups)
             ceiling = _ceiling(base, pipe["bodies"])
             results[title] = (pipe, ceiling)
+            splits.append((title, pipe["cpu_split"]))
             rows.append(_row(f"{title}: Optio", pipe))
             rows.append(_row(f"{title}: plain client (ceiling)", ceiling))
-        paced = _paced(base, workers, rate=50, seconds=10)
+        paced = _paced(base, groups, rate=50, seconds=10)
         rows.append(_row("50 events/s paced → 1 endpoint: Optio", paced))
+        splits.append(("50 events/s paced → 1 endpoint", paced["cpu_split"]))
     finally:
         if workers is not None:
             _stop_workers(workers)
@@ -119,6 +123,15 @@ def child() -> None:
             rows,
         )
     )
+    names = list(splits[0][1])
+    print(
+        table(
+            "Where the CPU went (ms per delivery; the machine has "
+            f"{os.cpu_count()} CPUs, so {os.cpu_count()} s of CPU per s of wall time at most)",
+            ["scenario", *names],
+            [[title, *(split[n] for n in names)] for title, split in splits],
+        )
+    )
     ratio_rows = []
     for title, (pipe, ceiling) in results.items():
         ratio_rows.append(
@@ -127,12 +140,14 @@ def child() -> None:
                 pipe["rate"] / ceiling["rate"],
                 pipe["p50"] / ceiling["p50"] if ceiling["p50"] else float("nan"),
                 pipe["p99"] / ceiling["p99"] if ceiling["p99"] else float("nan"),
+                pipe["cpu_split"]["machine"],
+                ceiling["machine_ms"],
             ]
         )
     print(
         table(
             "Optio / ceiling (target: throughput ratio ≥ 0.5)",
-            ["scenario", "throughput ratio", "p50 ratio", "p99 ratio"],
+            ["scenario", "throughput ratio", "p50 ratio", "p99 ratio", "machine CPU ms/delivery", "ceiling's"],
             ratio_rows,
         )
     )
@@ -148,16 +163,28 @@ def _row(name: str, result: dict) -> list:
     return [name, result["n"], result["rate"], result["p50"], result["p99"], result["max"], cpu]
 
 
-def _cpu_seconds(procs: list[subprocess.Popen]) -> float:
-    """User + system CPU the worker processes have used so far (Linux /proc; NaN elsewhere)."""
+def _cpu_seconds(procs: list) -> float:
+    """User + system CPU the processes (Popen objects or pids) have used so far (Linux /proc; NaN elsewhere)."""
     total = 0
     for proc in procs:
         try:
-            fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            fields = Path(f"/proc/{getattr(proc, 'pid', proc)}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
-            return float("nan")
+            continue  # a PostgreSQL backend that has exited since it was listed
         total += int(fields[11]) + int(fields[12])  # utime, stime
     return total / os.sysconf("SC_CLK_TCK")
+
+
+def _pids(command: str) -> list[int]:
+    """Processes of this machine named `command` (PostgreSQL's and Redis's, when they run here)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() == command:
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
 
 
 def _purge_queue() -> None:
@@ -283,26 +310,49 @@ def _warm_up(base: str) -> None:
     _reset()
 
 
-def _burst(base: str, events: int, endpoints: int, workers: list[subprocess.Popen]) -> dict:
+def _burst(base: str, events: int, endpoints: int, groups: dict[str, list]) -> dict:
     _webhooks(base, endpoints)
     _receipts(base)  # clear
-    cpu = _cpu_seconds(workers)
+    before = _cpu_by_group(groups)
     sent = _publish(events)
     result = _measure(base, sent, events * endpoints)
-    result["cpu_ms"] = (_cpu_seconds(workers) - cpu) * 1000 / (events * endpoints)
+    _cpu_per_delivery(result, groups, before, events * endpoints)
     _reset()
     return result
 
 
-def _paced(base: str, workers: list[subprocess.Popen], rate: int, seconds: int) -> dict:
+def _paced(base: str, groups: dict[str, list], rate: int, seconds: int) -> dict:
     _webhooks(base, 1)
     _receipts(base)
-    cpu = _cpu_seconds(workers)
+    before = _cpu_by_group(groups)
     sent = _publish(rate * seconds, pace=rate)
     result = _measure(base, sent, rate * seconds)
-    result["cpu_ms"] = (_cpu_seconds(workers) - cpu) * 1000 / (rate * seconds)
+    _cpu_per_delivery(result, groups, before, rate * seconds)
     _reset()
     return result
+
+
+def _cpu_by_group(groups: dict[str, list]) -> dict[str, float]:
+    # PostgreSQL starts a backend per connection: list its processes at each reading.
+    live = {**groups, "PostgreSQL": _pids("postgres"), "Redis": _pids("redis-server")}
+    return {**{name: _cpu_seconds(procs) for name, procs in live.items()}, "machine": _machine_cpu_seconds()}
+
+
+def _machine_cpu_seconds() -> float:
+    """Busy CPU time of the whole machine so far (every process; /proc/stat, NaN elsewhere)."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return float("nan")
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_per_delivery(result: dict, groups: dict[str, list], before: dict[str, float], deliveries: int) -> None:
+    after = _cpu_by_group(groups)
+    split = {name: (after[name] - before.get(name, 0.0)) * 1000 / deliveries for name in after}
+    result["cpu_ms"] = split["workers"]
+    result["cpu_split"] = split
 
 
 # --- the ceiling: plain pooled HTTP clients -----------------------------------------------
@@ -322,12 +372,15 @@ def _ceiling(base: str, bodies: list[tuple[str, str, str]]) -> dict:
     shares = [requests[i::WORKER_PROCESSES] for i in range(WORKER_PROCESSES)]
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(WORKER_PROCESSES) as pool:
+        machine = _machine_cpu_seconds()
         start = time.time()
         parts = pool.map(_post_all, shares)
         elapsed = time.time() - start
+        machine = _machine_cpu_seconds() - machine
     latencies = [x for part in parts for x in part]
     result = summary(latencies)
     result["rate"] = len(latencies) / elapsed
+    result["machine_ms"] = machine * 1000 / len(latencies)
     return result
 
 
