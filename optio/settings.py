@@ -138,7 +138,7 @@ WHITENOISE_USE_FINDERS = True  # serve straight from static/ without a collectst
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 
 if CONFIG.redis_url:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CONFIG.redis_url}}
+    CACHES = {"default": {"BACKEND": "optio.cache.RedisCache", "LOCATION": CONFIG.redis_url}}
     # Redis pub/sub channels ignore the database number, so the prefix carries it: two
     # installs (or test runs) sharing one Redis on different DBs must not see each other's frames.
     from urllib.parse import urlsplit as _urlsplit

@@ -170,7 +170,7 @@ def test_production_mode_uses_postgres_redis_and_the_database_scheduler(tmp_path
     assert shown["engine"] == "django.db.backends.postgresql"
     assert shown["broker"] == "redis://127.0.0.1:1/0"
     assert shown["layer"].startswith("channels_redis.")
-    assert shown["cache"] == "django.core.cache.backends.redis.RedisCache"
+    assert shown["cache"] == "optio.cache.RedisCache"
     assert shown["beat"] == "django_celery_beat.schedulers:DatabaseScheduler"
     assert shown["debug"] is False
     assert "optio.example.com" in shown["hosts"]
