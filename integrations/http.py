@@ -28,7 +28,6 @@ import ssl
 import threading
 import time
 from collections import OrderedDict, deque
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -456,12 +455,13 @@ class Result:
 
 
 LANES_PER_TARGET = 2
-# A lane takes the next request of its destination only this long after the batch began; then
-# every request still waiting gets a thread of its own, so a hanging endpoint holds each of its
-# requests for at most its own timeout plus one other's, never a whole lane's. A request that
-# has not started within its timeout (every thread busy) is not sent at all: a batch never
-# takes longer than twice the timeout.
-SPILL_AFTER = 0.25
+# While requests to a destination are still waiting, its lanes double every GROW_AFTER seconds
+# (driven by the caller's Sending.wait), up to MAX_LANES: a slow endpoint gets more connections
+# at a measured pace rather than one per request at once, and a hanging one holds at most
+# MAX_LANES requests. A request that has not started within its timeout is not sent at all, so
+# a batch never takes longer than twice the timeout (a webhook claim's lease allows for that).
+GROW_AFTER = 0.25
+MAX_LANES = 16
 
 
 def send_all(
@@ -474,20 +474,21 @@ def send_all(
     connect_timeout: float = CONNECT_TIMEOUT,
     max_body: int | None = None,
     max_response: int = MAX_RESPONSE_BYTES,
-) -> list[Future]:
-    """Send `requests` concurrently over kept-alive connections; one Future[Result] each, in order.
+) -> Sending:
+    """Send `requests` concurrently over kept-alive connections; their Results fill in, in order.
 
-    Requests to one destination share up to `lanes` connections, each lane sending one request
-    after another. With no `executor` everything runs in the calling thread, one at a time.
+    Requests to one destination share `lanes` connections at first, each lane sending one
+    request after another; see GROW_AFTER. With no `executor` everything runs in the calling
+    thread, one at a time, and every Result is there on return.
     """
-    futures: list[Future] = [Future() for _ in requests]
+    sending = Sending(len(requests))
     opts = _Options(method, timeout, connect_timeout, max_response)
     queues: dict[tuple, deque] = {}
     resolved: dict[str, Target | OutboundError] = {}
     for index, item in enumerate(requests):
         if max_body is not None and len(item.body) > max_body:
             too_large = PayloadTooLarge(f"The payload is {len(item.body)} bytes; the limit is {max_body} bytes.")
-            futures[index].set_result(Result(None, too_large, time.time(), 0.0))
+            sending.finish(index, Result(None, too_large, time.time(), 0.0))
             continue
         target = resolved.get(item.url)
         if target is None:  # checked once per batch, and again in every batch (DNS changes)
@@ -497,17 +498,55 @@ def send_all(
                 target = exc
             resolved[item.url] = target
         if isinstance(target, OutboundError):
-            futures[index].set_result(Result(None, target, time.time(), 0.0))
+            sending.finish(index, Result(None, target, time.time(), 0.0))
             continue
-        queues.setdefault(_key(target), deque()).append((target, item, futures[index]))
+        queues.setdefault(_key(target), deque()).append((target, item, index))
     for queue in queues.values():
-        group = _Lanes(queue, opts, executor)
+        group = _Lanes(queue, opts, executor, sending)
         if executor is None:
             group.run()
         else:
-            for _ in range(min(lanes, len(queue))):
-                executor.submit(group.run)
-    return futures
+            sending.groups.append(group)
+            group.start(max(lanes, 1))
+    return sending
+
+
+class Sending:
+    """The Results of one send_all as they come in: `results[i]` is None until request i ends.
+
+    One event for the whole batch rather than a Future per request: Futures cost a condition
+    variable each, a measurable share of a small request's CPU.
+    """
+
+    def __init__(self, count: int) -> None:
+        self.results: list[Result | None] = [None] * count
+        self.groups: list[_Lanes] = []
+        self._left = count
+        self._lock = threading.Lock()
+        self._all_done = threading.Event()
+        if not count:
+            self._all_done.set()
+
+    def finish(self, index: int, result: Result) -> None:
+        self.results[index] = result
+        with self._lock:
+            self._left -= 1
+            last = self._left == 0
+        if last:
+            self._all_done.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until every request has ended (True) or `timeout` has passed (False), adding
+        lanes to destinations whose requests are still waiting as it goes."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            step = GROW_AFTER if deadline is None else min(GROW_AFTER, deadline - time.monotonic())
+            if self._all_done.wait(max(step, 0)):
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            for group in self.groups:
+                group.grow()
 
 
 @dataclass(frozen=True)
@@ -521,38 +560,37 @@ class _Options:
 class _Lanes:
     """The requests of one batch to one destination, taken in turn by its lanes."""
 
-    def __init__(self, queue: deque, opts: _Options, executor) -> None:
-        self.queue, self.opts, self.executor = queue, opts, executor
+    def __init__(self, queue: deque, opts: _Options, executor, sending: Sending) -> None:
+        self.queue, self.opts, self.executor, self.sending = queue, opts, executor, sending
         self.began = time.monotonic()
+        self.lanes = 0
+        self._lock = threading.Lock()
+
+    def start(self, count: int) -> None:
+        with self._lock:
+            count = min(count, len(self.queue), MAX_LANES - self.lanes)
+            self.lanes += max(count, 0)
+        for _ in range(count):
+            self.executor.submit(self.run)
+
+    def grow(self) -> None:
+        if self.queue:
+            self.start(self.lanes)
 
     def run(self) -> None:
         while True:
             try:
-                entry = self.queue.popleft()  # deque: safe across threads
+                target, item, index = self.queue.popleft()  # deque: safe across threads
             except IndexError:
                 return
-            if self.executor is not None and time.monotonic() - self.began > SPILL_AFTER:
-                self._spill()
-            self._send(entry)
-
-    def _spill(self) -> None:
-        while True:
-            try:
-                entry = self.queue.popleft()
-            except IndexError:
-                return
-            self.executor.submit(self._send, entry)
-
-    def _send(self, entry: tuple[Target, Outgoing, Future]) -> None:
-        target, item, future = entry
-        waited = time.monotonic() - self.began
-        if waited > self.opts.timeout:
-            # Every sender thread is busy with slow requests. Starting this one now could take
-            # it past the time its caller allows for the batch (a webhook claim's lease).
-            late = Timeout(f"Not sent: it waited {waited:.0f} s for a free sender behind slow requests.")
-            future.set_result(Result(None, late, time.time(), 0.0))
-            return
-        future.set_result(_send(target, item, self.opts))
+            waited = time.monotonic() - self.began
+            if waited > self.opts.timeout:
+                # Every lane is held by slow requests. Starting this one now could take it past
+                # the time its caller allows for the batch (a webhook claim's lease).
+                late = Timeout(f"Not sent: it waited {waited:.0f} s behind slow requests to {target.host}.")
+                self.sending.finish(index, Result(None, late, time.time(), 0.0))
+                continue
+            self.sending.finish(index, _send(target, item, self.opts))
 
 
 class _Conn(http.client.HTTPConnection):

@@ -22,7 +22,7 @@ import math
 import os
 import threading
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 
 from django.utils import timezone
 
@@ -43,16 +43,19 @@ def drain(limit: int | None = None) -> int:
     if not claimed:
         return 0
     outgoing = _prepare(claimed)
-    futures = http.send_all(outgoing, executor=_pool(), lanes=conf.lanes(), **delivery.limits())
-    index = {future: i for i, future in enumerate(futures)}
+    sending = http.send_all(outgoing, executor=_pool(), lanes=conf.lanes(), **delivery.limits())
 
-    def sent(finished) -> list[Sent]:
-        return [_sent(claimed[index[f]], outgoing[index[f]], f.result()) for f in finished]
+    def sent(indexes) -> list[Sent]:
+        return [_sent(claimed[i], outgoing[i], sending.results[i]) for i in indexes]
 
-    done, waiting = wait(futures, timeout=conf.straggler_wait())
-    record(sent(done))
-    if waiting:  # a slow endpoint: the rest of the batch is recorded already
-        record(sent(wait(waiting).done))
+    if sending.wait(conf.straggler_wait()):
+        record(sent(range(len(claimed))))
+    else:  # a slow endpoint: record what has finished now, the rest when it has
+        first = [i for i, result in enumerate(sending.results) if result is not None]
+        record(sent(first))
+        sending.wait()
+        recorded = set(first)
+        record(sent(i for i in range(len(claimed)) if i not in recorded))
     return len(claimed)
 
 

@@ -88,18 +88,17 @@ def batch_size() -> int:
 
 
 def send_threads() -> int:
-    """Most sender threads per worker process, shared by its drain jobs (started as needed). After
-    a moment a slow endpoint's requests each get a thread of their own (integrations/http.py,
-    SPILL_AFTER); one that finds none free within the timeout is not sent and retries on the
-    schedule, so a batch always settles well inside its lease. Worker concurrency x batch size
-    threads would never leave one waiting."""
+    """Most sender threads per worker process, shared by its drain jobs (started as needed): one
+    per lane, and a slow endpoint's lanes grow to integrations/http.py's MAX_LANES per batch.
+    A request that finds no thread within its timeout is not sent and retries on the schedule,
+    so a batch always settles well inside its lease."""
     return int(_get("OPTIO_WEBHOOK_SEND_THREADS", 256))
 
 
 def lanes() -> int:
-    """Connections a drain keeps busy per endpoint, each sending one request after another while
-    the endpoint answers quickly. More costs CPU (threads contend) for little gain on a fast
-    endpoint; a slow one gets a thread per request after a moment whatever this is."""
+    """Connections a drain starts with per endpoint, each sending one request after another;
+    more are added while requests wait (integrations/http.py, GROW_AFTER). More lanes cost CPU
+    (threads contend for the interpreter) for little gain on an endpoint that answers quickly."""
     return int(_get("OPTIO_WEBHOOK_LANES", 2))
 
 

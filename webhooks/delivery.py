@@ -297,7 +297,7 @@ def send(
 ) -> tuple[Attempt, Outcome]:
     """Sign and POST one claimed attempt; returns its (unsaved) Attempt row and its Outcome."""
     outgoing = prepare(delivery, secrets)
-    result = http.send_all([outgoing], **limits())[0].result()
+    (result,) = http.send_all([outgoing], **limits()).results  # no executor: sent on return
     values, outcome = attempt_values(delivery, number, outgoing, result, manual=manual)
     return Attempt(**values), outcome
 

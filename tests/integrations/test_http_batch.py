@@ -40,7 +40,14 @@ def send(urls, pool=None, body=b"{}", **kwargs) -> list[http.Result]:
     requests = [
         http.Outgoing(url, {"Content-Type": "application/json", "X-N": str(i)}, body) for i, url in enumerate(urls)
     ]
-    return [future.result(timeout=30) for future in http.send_all(requests, executor=pool, **kwargs)]
+    sending = http.send_all(requests, executor=pool, **kwargs)
+    assert sending.wait(30)
+    return sending.results
+
+
+def test_an_empty_batch_is_done_at_once(pool):
+    sending = http.send_all([], executor=pool)
+    assert sending.wait(0) and sending.results == []
 
 
 def test_results_come_back_in_order_for_several_destinations(rx, pool):
@@ -57,7 +64,7 @@ def test_results_come_back_in_order_for_several_destinations(rx, pool):
 
 
 def test_requests_to_one_destination_share_a_few_kept_alive_connections(rx, pool, monkeypatch):
-    monkeypatch.setattr(http, "SPILL_AFTER", 60.0)  # the test receiver is slow (Nagle): no spilling here
+    monkeypatch.setattr(http, "GROW_AFTER", 60.0)  # the test receiver is slow (Nagle): no lanes added here
     assert all(r.response.status == 200 for r in send([rx.url] * 20, pool, lanes=2))
     assert all(r.response.status == 200 for r in send([rx.url] * 20, pool, lanes=2))
     assert len(rx.requests) == 40
@@ -65,7 +72,9 @@ def test_requests_to_one_destination_share_a_few_kept_alive_connections(rx, pool
 
 
 def test_without_an_executor_requests_go_one_after_another_on_one_connection(rx):
-    assert [r.response.status for r in send([rx.url] * 3)] == [200, 200, 200]
+    sending = http.send_all([http.Outgoing(rx.url, {}, b"{}")] * 3)
+    assert sending.wait(0)  # all done on return
+    assert [r.response.status for r in sending.results] == [200, 200, 200]
     assert len({q.peer for q in rx.requests}) == 1
 
 
@@ -89,7 +98,9 @@ def test_a_blocked_destination_is_an_error_and_nothing_is_sent(rx, pool, setting
 
 def test_a_payload_over_the_limit_is_refused_and_the_rest_are_sent(rx, pool):
     requests = [http.Outgoing(rx.url, {}, b"x" * 300_000), http.Outgoing(rx.url, {}, b"{}")]
-    too_large, fine = (f.result() for f in http.send_all(requests, executor=pool, max_body=256 * 1024))
+    sending = http.send_all(requests, executor=pool, max_body=256 * 1024)
+    assert sending.wait(30)
+    too_large, fine = sending.results
     assert isinstance(too_large.error, http.PayloadTooLarge)
     assert "limit is 262144 bytes" in too_large.error.reason
     assert fine.response.status == 200
@@ -132,24 +143,45 @@ def test_a_huge_response_is_truncated_and_its_connection_not_reused(rx, pool):
     assert len({q.peer for q in rx.requests}) == 2
 
 
-def test_requests_behind_a_hanging_one_get_threads_of_their_own(rx, pool, monkeypatch):
-    # One lane: without spilling, the second request would start only when the first timed out.
-    monkeypatch.setattr(http, "SPILL_AFTER", 0.0)
-    futures = http.send_all(
+def test_lanes_are_added_while_requests_wait_behind_a_hanging_one(rx, pool, monkeypatch):
+    # One lane to start with: without new lanes, the second request would start only when the
+    # first timed out.
+    monkeypatch.setattr(http, "GROW_AFTER", 0.05)
+    sending = http.send_all(
         [http.Outgoing(rx.url_for("hang"), {}, b"{}") for _ in range(4)], executor=pool, lanes=1, timeout=3
     )
-    rx.wait_for(4, timeout=2.5)  # all four arrived before the first one's timeout
-    assert all(isinstance(f.result(timeout=10).error, http.Timeout) for f in futures)
+    assert not sending.wait(1.0)  # none can end before its timeout; waiting adds lanes (1, 2, 4)
+    rx.wait_for(4, timeout=1)  # so all four are at the receiver, each on a lane of its own
+    assert sending.results == [None] * 4
+    assert sending.wait(10)
+    assert all(isinstance(result.error, http.Timeout) for result in sending.results)
+    assert len({q.peer for q in rx.requests}) == 4
+
+
+def test_lanes_stop_growing_at_the_limit(rx, pool, monkeypatch):
+    monkeypatch.setattr(http, "GROW_AFTER", 0.05)
+    monkeypatch.setattr(http, "MAX_LANES", 3)
+    sending = http.send_all(
+        [http.Outgoing(rx.url_for("hang"), {}, b"{}") for _ in range(6)], executor=pool, lanes=1, timeout=1.5
+    )
+    assert not sending.wait(0.8)
+    assert len(rx.requests) == 3  # the other three wait for a lane
+    assert sending.wait(10)
+    # Once the lanes are free the rest have waited longer than their timeout: not sent.
+    assert [r.error.reason.startswith("Not sent") for r in sending.results].count(True) == 3
+    assert len(rx.requests) == 3
 
 
 def test_a_request_that_cannot_start_within_its_timeout_is_not_sent(rx, monkeypatch):
     # One sender thread, held by a hanging request: the others would start only after it, and
     # could then run past what the caller allows for the batch (a webhook claim's lease).
-    monkeypatch.setattr(http, "SPILL_AFTER", 0.0)
+    monkeypatch.setattr(http, "GROW_AFTER", 0.05)
     single = ThreadPoolExecutor(1)
     try:
         requests = [http.Outgoing(rx.url_for("hang"), {}, b"{}") for _ in range(3)]
-        results = [f.result(timeout=10) for f in http.send_all(requests, executor=single, lanes=1, timeout=0.5)]
+        sending = http.send_all(requests, executor=single, lanes=1, timeout=0.5)
+        assert sending.wait(10)
+        results = sending.results
     finally:
         single.shutdown()
     assert isinstance(results[0].error, http.Timeout) and "did not answer" in results[0].error.reason
