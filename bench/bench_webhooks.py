@@ -12,6 +12,11 @@ HTTP clients (urllib3, keep-alive) at the same concurrency: as many processes as
 processes, as many threads in each as worker threads.
 
 Scenarios: 5,000 events to one endpoint; 500 events to 10 endpoints; 50 events/s paced.
+"all created" is when the dispatcher had created the last delivery row, "all received" when the
+receiver had the last request, both from the first commit. CPU is split by process, and the
+stage table measures each stage of one delivery alone, in this process with the workers
+stopped: what the pipeline costs when nothing contends, against a plain POST measured the same
+way. When the machine's CPU is what runs out, their ratio bounds the throughput ratio.
 The bench creates and drops its own database (optio_bench_webhooks) and uses a Redis
 database (OPTIO_BENCH_REDIS_URL, default redis://127.0.0.1:6379/2), whose `celery` queue it purges.
 """
@@ -109,10 +114,14 @@ def child() -> None:
         paced = _paced(base, groups, rate=50, seconds=10)
         rows.append(_row("50 events/s paced → 1 endpoint: Optio", paced))
         splits.append(("50 events/s paced → 1 endpoint", paced["cpu_split"]))
+        _stop_workers(workers)
+        workers = None
+        stages = _stages(base, receiver)
     finally:
         if workers is not None:
             _stop_workers(workers)
         receiver.kill()
+        _purge_queue()  # the drain jobs the stage measurement queued
         receiver.wait(5)
 
     from common import table
@@ -121,7 +130,17 @@ def child() -> None:
         table(
             f"Outgoing webhooks (PostgreSQL, Redis, {WORKER_PROCESSES} Celery worker processes x {WORKER_THREADS} "
             "threads, local receiver; latency = event to receipt)",
-            ["scenario", "deliveries", "deliveries/s", "p50 ms", "p99 ms", "max ms", "worker CPU ms/delivery"],
+            [
+                "scenario",
+                "deliveries",
+                "deliveries/s",
+                "p50 ms",
+                "p99 ms",
+                "max ms",
+                "all created ms",
+                "all received ms",
+                "worker CPU ms/delivery",
+            ],
             rows,
         )
     )
@@ -153,6 +172,19 @@ def child() -> None:
             ratio_rows,
         )
     )
+    print(
+        table(
+            "One delivery stage by stage: CPU ms per delivery, one stage at a time in one process, no workers "
+            "running (5,000 events → 1 endpoint). Nothing contends, so this is the pipeline's floor.",
+            ["stage", "Python", "PostgreSQL", "receiver", "total"],
+            stages,
+        )
+    )
+    pipeline, plain = sum(row[4] for row in stages[:-1]), stages[-1][4]
+    print(
+        f"\nAt most {plain / pipeline:.2f} of the plain client's throughput when CPU is what runs out: "
+        f"{pipeline:.2f} ms per delivery against {plain:.2f} ms per plain request."
+    )
     target = "met" if paced["p99"] < 100 else "MISSED"
     print(f"\np99 at 50 events/s: {paced['p99']:.1f} ms (target < 100 ms: {target})")
     print(
@@ -162,7 +194,8 @@ def child() -> None:
 
 def _row(name: str, result: dict) -> list:
     cpu = result.get("cpu_ms", "")
-    return [name, result["n"], result["rate"], result["p50"], result["p99"], result["max"], cpu]
+    stages = [result["created_ms"], result["done_ms"]] if "created_ms" in result else ["", ""]
+    return [name, result["n"], result["rate"], result["p50"], result["p99"], result["max"], *stages, cpu]
 
 
 def _cpu_seconds(procs: list) -> float:
@@ -290,11 +323,10 @@ def _measure(base: str, sent: dict[int, float], expected: int) -> dict:
     last = max(t for _, t in receipts)
     result = summary(latencies)
     result["rate"] = len(latencies) / (last - first)
-    created = sorted(t.timestamp() for t in Delivery.objects.values_list("created_at", flat=True))
-    result["created_last_ms"] = (created[-1] - first) * 1000
-    result["created_half_ms"] = (created[len(created) // 2] - first) * 1000
-    result["received_last_ms"] = (last - first) * 1000
-    print("TIMELINE", {k: round(v) for k, v in result.items() if k.endswith("_ms")}, file=sys.stderr)
+    # When the dispatcher had created the last delivery row: how much of the run it took.
+    created = max(Delivery.objects.values_list("created_at", flat=True)).timestamp()
+    result["created_ms"] = (created - first) * 1000
+    result["done_ms"] = (last - first) * 1000
     bodies = list(Delivery.objects.filter(status="success").values_list("public_id", "event_name", "body"))
     result["bodies"] = bodies
     return result
@@ -360,6 +392,75 @@ def _cpu_per_delivery(result: dict, groups: dict[str, list], before: dict[str, f
     split = {name: (after[name] - before.get(name, 0.0)) * 1000 / deliveries for name in after}
     result["cpu_ms"] = split["workers"]
     result["cpu_split"] = split
+
+
+# --- the stages, one at a time -------------------------------------------------------------
+
+
+def _stages(base: str, receiver: subprocess.Popen, count: int = 5000) -> list[list]:
+    """The CPU each stage of a delivery costs: this process's, its PostgreSQL backend's and the
+    receiver's, per delivery. Last row: a plain urllib3 POST of the same bodies, the same way."""
+    import urllib3
+    from django.db import connection
+
+    from integrations import http
+    from optio import dispatch, events
+    from optio.models import Event
+    from webhooks import batch, delivery, signing
+
+    _webhooks(base, 1)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
+    rows, state = [], {}
+
+    def measure(stage: str, fn) -> None:
+        before = time.process_time(), _cpu_seconds([backend]), _cpu_seconds([receiver])
+        fn()
+        after = time.process_time(), _cpu_seconds([backend]), _cpu_seconds([receiver])
+        costs = [(b - a) * 1000 / count for a, b in zip(before, after, strict=True)]
+        rows.append([stage, *costs, sum(costs)])
+
+    def insert() -> None:
+        data = {"title": "Add email validation", "state": "completed"}
+        state["events"] = Event.objects.bulk_create(
+            [Event(name="task.completed", data={"taskId": f"stage-{i}", **data}) for i in range(count)]
+        )
+
+    def claim() -> None:
+        state["claimed"] = claimed = []
+        while got := batch.claim(100):
+            claimed.extend(got)
+
+    def send() -> None:
+        claimed = state["claimed"]
+        secrets = claimed[0][0].webhook.signing_secrets()
+        state["outgoing"] = outgoing = [delivery.prepare(item, secrets) for item, _ in claimed]
+        state["results"] = http.send_all(outgoing, **delivery.limits()).results
+
+    def record() -> None:
+        claimed, outgoing, results = state["claimed"], state["outgoing"], state["results"]
+        sent = [batch._sent(c, o, r) for c, o, r in zip(claimed, outgoing, results, strict=True)]
+        for i in range(0, len(sent), 100):
+            batch.record(sent[i : i + 100])
+
+    def plain() -> None:
+        client = urllib3.PoolManager(retries=False)
+        now = int(time.time())
+        for item, _ in state["claimed"]:
+            body = item.body_bytes
+            headers = signing.headers(item.event_name, item.public_id, now, body, [SECRET])
+            client.request("POST", f"{base}/hook/0", body=body, headers=headers)
+
+    measure("publish: insert the events", insert)
+    measure("publish: request a dispatch on commit", lambda: [events.request_dispatch(e.seq) for e in state["events"]])
+    measure("dispatch: claim, number, fan out, mark", lambda: dispatch.dispatch(state["events"][0].seq))
+    measure("drain: claim", claim)
+    measure("drain: sign and send (one lane)", send)
+    measure("drain: record attempts, settle", record)
+    measure("plain client: sign and POST (urllib3)", plain)
+    _reset()
+    return rows
 
 
 # --- the ceiling: plain pooled HTTP clients -----------------------------------------------
