@@ -70,12 +70,20 @@ def claim(limit: int) -> list[Claimed]:
         items = [delivery.from_claim_row(row, hooks) for row in rows]
         return [(item, item.attempt_count) for item in items]
     # SQLite (embedded) and callers inside a transaction: one compare-and-set claim per row.
+    # Drains running at once read the same oldest rows and split them; each carries on past
+    # the rows another took, or the rest would wait for the sweeper (jobs are queued per batch).
     due = Delivery.objects.filter(status=PENDING, next_attempt_at__lte=now).order_by("next_attempt_at", "pk")
-    claimed = []
-    for pk in due.values_list("pk", flat=True)[:limit]:
-        got = delivery._claim(pk, manual=False)
-        if got is not None:
-            claimed.append(got[:2])
+    claimed: list[Claimed] = []
+    tried: list[int] = []
+    while len(claimed) < limit:
+        candidates = list(due.exclude(pk__in=tried).values_list("pk", flat=True)[: limit - len(claimed)])
+        if not candidates:
+            break
+        for pk in candidates:
+            got = delivery._claim(pk, manual=False)
+            if got is not None:
+                claimed.append(got[:2])
+        tried += candidates
     return claimed
 
 

@@ -173,6 +173,26 @@ def test_the_row_by_row_path_sends_and_records_a_batch(hook, rx, make_delivery, 
     assert Attempt.objects.count() == 3 and len(rx.requests) == 3
 
 
+def test_the_row_by_row_path_carries_on_past_rows_another_drain_took(hook, rx, make_delivery, monkeypatch):
+    # Two drains read the same oldest due rows; the other one wins the first three. This one
+    # must still fill its batch from the rows after them: jobs are queued per batch of new
+    # deliveries, so what it left would wait for the sweeper (a minute) instead.
+    made = [make_delivery(hook) for _ in range(6)]
+    real_claim = delivery._claim
+    lost = {d.pk for d in made[:3]}
+
+    def racing(pk, manual):
+        if pk in lost:
+            real_claim(pk, manual)  # the other drain's claim
+            return None
+        return real_claim(pk, manual)
+
+    monkeypatch.setattr(delivery, "_claim", racing)
+    claimed = batch.claim(3)
+    assert sorted(item.pk for item, _ in claimed) == [d.pk for d in made[3:]]
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"sending"}
+
+
 def test_new_deliveries_of_one_transaction_share_their_drain_jobs(hook, rx, emit, monkeypatch, settings):
     settings.OPTIO_WEBHOOK_BATCH_SIZE = 3
     jobs: list[int] = []
