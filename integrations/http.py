@@ -23,6 +23,7 @@ import http.client
 import ipaddress
 import itertools
 import os
+import re
 import socket
 import ssl
 import threading
@@ -46,6 +47,9 @@ MAX_POOLS = 256
 # one GitHub host; a smaller pool discards (and later re-opens) the extra keep-alive connections.
 POOL_SIZE = 32
 
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_VALUE = re.compile(r"[\x00\r\n]")
+_BAD_URL = re.compile(r"[\x00-\x20\x7f]")
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
@@ -70,6 +74,10 @@ class BlockedDestination(OutboundError):
 
 class PayloadTooLarge(OutboundError):
     kind = "payload_too_large"
+
+
+class InvalidHeader(OutboundError):
+    kind = "invalid_header"
 
 
 class ConnectFailed(OutboundError):
@@ -152,6 +160,8 @@ def resolve(url: str, *, allow_private: bool | None = None) -> Target:
         allow_private = settings.OPTIO_ALLOW_PRIVATE_URLS
     if not isinstance(url, str) or not url:
         raise InvalidUrl("A URL is required.")
+    if _BAD_URL.search(url):
+        raise InvalidUrl(f"{url!r} contains spaces or control characters; percent-encode them.")
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -430,11 +440,13 @@ def _cause(exc: Exception) -> str:
 #
 # Why a second path: a drain sends dozens of small POSTs, mostly to few endpoints. Through
 # `request` each costs a thread hand-off and urllib3's pool and response machinery: measured
-# ~0.44 ms of CPU a request with a thread each, against ~0.1 ms on a plain http.client
-# connection kept alive per lane. The guarantees are the same as `request`'s: the URL is
-# resolved and checked once per batch, the connection goes to the checked address, TLS is
-# verified against the host name, the same connect timeout and overall deadline (the same
-# watchdog), response bodies capped, redirects never followed.
+# ~0.44 ms of CPU a request with a thread each, against ~0.07 ms here, where a few lanes per
+# destination send one request after another on kept-alive sockets (the request written in
+# one piece, the response read by http.client's HTTPResponse). The guarantees are the same as
+# `request`'s: the URL is resolved and checked once per batch, the connection goes to the
+# checked address, TLS is verified against the host name, the same connect timeout and overall
+# deadline (the same watchdog), response bodies capped, redirects never followed, and header
+# values that would split the request refused.
 
 
 @dataclass(frozen=True)
@@ -593,31 +605,27 @@ class _Lanes:
             self.sending.finish(index, _send(target, item, self.opts))
 
 
-class _Conn(http.client.HTTPConnection):
-    """A connection to the checked address, whatever the host name resolves to by now."""
+class _Conn:
+    """A kept-alive connection to the checked address, whatever the host name resolves to by now."""
 
     def __init__(self, target: Target, timeout: float) -> None:
-        super().__init__(target.host, target.port, timeout=timeout)
-        self.address = target.address
-        self.tls = target.scheme == "https"
-
-    def connect(self) -> None:
         # Not socket.create_connection: the address is a checked literal, nothing to look up.
-        sock = socket.socket(socket.AF_INET6 if ":" in self.address else socket.AF_INET, socket.SOCK_STREAM)
+        sock = socket.socket(socket.AF_INET6 if ":" in target.address else socket.AF_INET, socket.SOCK_STREAM)
         try:
-            sock.settimeout(self.timeout)
-            sock.connect((self.address, self.port))
+            sock.settimeout(timeout)
+            sock.connect((target.address, target.port))
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if target.scheme == "https":
+                sock = _tls_context().wrap_socket(sock, server_hostname=target.host)
         except BaseException:
             sock.close()
             raise
-        if self.tls:
-            try:
-                sock = _tls_context().wrap_socket(sock, server_hostname=self.host)
-            except BaseException:
-                sock.close()
-                raise
-        self.sock = sock
+        self.sock: socket.socket | None = sock
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
 
 
 @functools.cache
@@ -645,9 +653,7 @@ def _checkout(target: Target, connect_timeout: float) -> _Conn:
         if conn.sock is not None and not wait_for_read(conn.sock, timeout=0):
             return conn
         conn.close()
-    conn = _Conn(target, connect_timeout)
-    conn.connect()
-    return conn
+    return _Conn(target, connect_timeout)
 
 
 def _checkin(target: Target, conn: _Conn) -> None:
@@ -689,9 +695,9 @@ def _exchange_on_connection(target: Target, item: Outgoing, opts: _Options, cloc
     reusable = False
     try:
         conn.sock.settimeout(max(deadline - time.monotonic(), 0.001))
-        headers = {"User-Agent": USER_AGENT, **item.headers}
-        conn.request(opts.method, target.path, body=item.body, headers=headers)
-        raw = conn.getresponse()
+        conn.sock.sendall(_request_bytes(opts.method, target, item))
+        raw = http.client.HTTPResponse(conn.sock, method=opts.method)
+        raw.begin()
         body, truncated = _read_capped(raw, opts.max_response, deadline, target, opts.timeout)
         reusable = not raw.will_close and not truncated and time.monotonic() < deadline
     except (OSError, http.client.HTTPException) as exc:
@@ -715,6 +721,26 @@ def _exchange_on_connection(target: Target, item: Outgoing, opts: _Options, cloc
         truncated=truncated,
         address=target.address,
     )
+
+
+def _request_bytes(method: str, target: Target, item: Outgoing) -> bytes:
+    """The request head and body in one piece. Written here rather than by http.client's
+    HTTPConnection (its response parsing is still used): one send instead of two, and a quarter
+    less CPU per request (measured with 100 small POSTs on one connection)."""
+    host = f"[{target.host}]" if ":" in target.host else target.host
+    default_port = 443 if target.scheme == "https" else 80
+    lines = [
+        f"{method} {target.path} HTTP/1.1",
+        f"Host: {host}" if target.port == default_port else f"Host: {host}:{target.port}",
+        f"User-Agent: {USER_AGENT}",
+        "Accept-Encoding: identity",
+        f"Content-Length: {len(item.body)}",
+    ]
+    for name, value in item.headers.items():
+        if not _TOKEN.fullmatch(name) or _BAD_VALUE.search(value):
+            raise InvalidHeader(f"The header {name!r} cannot be sent: {value!r} is not a valid value.")
+        lines.append(f"{name}: {value}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + item.body
 
 
 def _read_capped(raw: http.client.HTTPResponse, cap: int, deadline: float, target: Target, timeout: float):

@@ -329,9 +329,10 @@ def attempt_values(
     if resp is not None:
         outcome = classify(resp)
     else:
-        # A payload over the limit can never succeed; a blocked or unresolvable address might
-        # (DNS changes), so those retry like any other failure.
-        outcome = Outcome(False, None, exc.kind, exc.reason, retry=not isinstance(exc, http.PayloadTooLarge))
+        # A payload over the limit (or a header that cannot be sent) can never succeed; a blocked
+        # or unresolvable address might (DNS changes), so those retry like any other failure.
+        permanent = isinstance(exc, http.PayloadTooLarge | http.InvalidHeader)
+        outcome = Outcome(False, None, exc.kind, exc.reason, retry=not permanent)
     values = {
         "delivery_id": delivery.pk,
         "number": number,

@@ -219,6 +219,90 @@ def test_an_idle_connection_the_server_closed_is_replaced(pool):
         listener.close()
 
 
+class CannedServer:
+    """Answers every request with `response` (raw bytes) and counts connections; it never closes
+    one itself, so a client that reuses a connection it was told to close waits in vain."""
+
+    def __init__(self, response: bytes) -> None:
+        self.response, self.connections = response, 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/hook"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn) -> None:
+        data = b""
+        with conn:
+            while True:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+                while b"\r\n\r\n" in data:
+                    head, _, rest = data.partition(b"\r\n\r\n")
+                    length = int(
+                        next(
+                            v
+                            for k, _, v in (line.partition(b": ") for line in head.split(b"\r\n"))
+                            if k.lower() == b"content-length"
+                        )
+                    )
+                    if len(rest) < length:
+                        break
+                    data = rest[length:]
+                    conn.sendall(self.response)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_a_response_that_says_connection_close_is_not_reused(pool):
+    server = CannedServer(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok")
+    try:
+        first, second = send([server.url, server.url], timeout=3)  # one after another, one lane
+        assert first.response.status == 200 and second.response.status == 200, (first.error, second.error)
+        assert server.connections == 2
+    finally:
+        server.close()
+
+
+def test_a_chunked_response_is_read_whole_and_its_connection_reused(pool):
+    body = b"HTTP/1.1 202 Accepted\r\nTransfer-Encoding: chunked\r\nX-Thing: a\r\nX-Thing: b\r\n\r\n"
+    server = CannedServer(body + b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+    try:
+        results = send([server.url] * 3, timeout=3)
+        assert [r.response.body for r in results] == [b"hello world"] * 3
+        assert results[0].response.status == 202
+        assert results[0].response.header("x-thing") == "a, b"  # repeated headers are joined
+        assert server.connections == 1
+    finally:
+        server.close()
+
+
+def test_a_header_that_would_split_the_request_is_refused(rx, pool):
+    bad = http.Outgoing(rx.url, {"X-Optio-Event": "task.created\r\nX-Injected: 1"}, b"{}")
+    sending = http.send_all([bad, http.Outgoing(rx.url, {}, b"{}")], executor=pool)
+    assert sending.wait(10)
+    refused, fine = sending.results
+    assert isinstance(refused.error, http.InvalidHeader) and "X-Optio-Event" in refused.error.reason
+    assert fine.response.status == 200
+    assert len(rx.requests) == 1 and "x-injected" not in rx.requests[0].headers
+
+
+def test_a_url_with_spaces_or_control_characters_is_refused():
+    for url in ("http://example.com/a b", "http://example.com/a\r\nHost: evil", "http://example.com/\x7f"):
+        with pytest.raises(http.InvalidUrl, match="spaces or control characters"):
+            http.check_url(url)
+
+
 # --- TLS: verified against the host name, connected to the checked address -------------------
 
 
