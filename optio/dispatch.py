@@ -96,8 +96,7 @@ def claim(where: Q, limit: int | None = None) -> list[Event]:
     with transaction.atomic():
         _lock_stream()
         claimed = list(
-            Event.objects.select_related("task")
-            .filter(where, dispatched_at__isnull=True)
+            Event.objects.filter(where, dispatched_at__isnull=True)
             .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
             .order_by("seq")[: limit or BATCH]
         )
