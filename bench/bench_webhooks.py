@@ -180,10 +180,12 @@ def child() -> None:
             stages,
         )
     )
-    pipeline, plain = sum(row[4] for row in stages[:-1]), stages[-1][4]
+    # The scenarios write their events before the clock starts: the rest is what a burst pays for.
+    pipeline, plain = sum(row[4] for row in stages[1:-1]), stages[-1][4]
     print(
         f"\nAt most {plain / pipeline:.2f} of the plain client's throughput when CPU is what runs out: "
-        f"{pipeline:.2f} ms per delivery against {plain:.2f} ms per plain request."
+        f"{pipeline:.2f} ms per delivery from the commit on (every stage but the insert) against "
+        f"{plain:.2f} ms per plain request."
     )
     target = "met" if paced["p99"] < 100 else "MISSED"
     print(f"\np99 at 50 events/s: {paced['p99']:.1f} ms (target < 100 ms: {target})")
