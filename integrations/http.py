@@ -621,6 +621,7 @@ class _Conn:
             sock.close()
             raise
         self.sock: socket.socket | None = sock
+        self.idle_since = 0.0
 
     def close(self) -> None:
         if self.sock is not None:
@@ -637,6 +638,9 @@ def _key(target: Target) -> tuple:
     return (target.scheme, target.host, target.port, target.address)
 
 
+# Kept connections idle longer than this are not reused: servers close idle ones after a few
+# seconds (5 s in Node, 60-75 s in load balancers and nginx), and reusing one as it closes fails.
+IDLE_TIMEOUT = 4.0
 _idle: OrderedDict[tuple, list[_Conn]] = OrderedDict()
 _idle_lock = threading.Lock()
 
@@ -649,8 +653,11 @@ def _checkout(target: Target, connect_timeout: float) -> _Conn:
             conn = stack.pop() if stack else None
         if conn is None:
             break
-        # An idle connection the server closed (or wrote to) reads as ready: open another.
-        if conn.sock is not None and not wait_for_read(conn.sock, timeout=0):
+        # An idle connection the server closed (or wrote to) reads as ready: open another. One
+        # idle for long may be closed by the server as the request goes out (Node's servers
+        # keep connections 5 s), which would fail the request: open another then too.
+        fresh = time.monotonic() - conn.idle_since < IDLE_TIMEOUT
+        if fresh and conn.sock is not None and not wait_for_read(conn.sock, timeout=0):
             return conn
         conn.close()
     return _Conn(target, connect_timeout)
@@ -662,6 +669,7 @@ def _checkin(target: Target, conn: _Conn) -> None:
         stack = _idle.setdefault(key, [])
         _idle.move_to_end(key)
         if len(stack) < POOL_SIZE:
+            conn.idle_since = time.monotonic()
             stack.append(conn)
             conn = None
         while len(_idle) > MAX_POOLS:

@@ -78,6 +78,16 @@ def test_without_an_executor_requests_go_one_after_another_on_one_connection(rx)
     assert len({q.peer for q in rx.requests}) == 1
 
 
+def test_a_connection_idle_for_long_is_not_reused(rx, monkeypatch):
+    assert send([rx.url])[0].response.status == 200
+    monkeypatch.setattr(http, "IDLE_TIMEOUT", 0.0)  # as if it had sat idle past the limit
+    assert send([rx.url])[0].response.status == 200
+    monkeypatch.setattr(http, "IDLE_TIMEOUT", 60.0)
+    assert send([rx.url])[0].response.status == 200
+    first, second, third = (q.peer for q in rx.requests)
+    assert first != second and second == third
+
+
 def test_a_destination_is_resolved_and_checked_once_per_batch(rx, pool, monkeypatch):
     lookups = []
     real = socket.getaddrinfo
