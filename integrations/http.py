@@ -22,6 +22,7 @@ import heapq
 import http.client
 import ipaddress
 import itertools
+import logging
 import os
 import re
 import socket
@@ -30,12 +31,14 @@ import threading
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import urllib3
 import urllib3.connection
 from django.conf import settings
 from urllib3.util.wait import wait_for_read
+
+log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 3.0
 TOTAL_TIMEOUT = 15.0
@@ -50,6 +53,8 @@ POOL_SIZE = 32
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(r"[\x00\r\n]")
 _BAD_URL = re.compile(r"[\x00-\x20\x7f]")
+_OURS = {"host", "content-length", "transfer-encoding", "connection"}
+_PATH_SAFE = "/?&=%:@!$'()*+,;~#[]"
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
@@ -602,7 +607,12 @@ class _Lanes:
                 late = Timeout(f"Not sent: it waited {waited:.0f} s behind slow requests to {target.host}.")
                 self.sending.finish(index, Result(None, late, time.time(), 0.0))
                 continue
-            self.sending.finish(index, _send(target, item, self.opts))
+            try:
+                result = _send(target, item, self.opts)
+            except Exception as exc:  # a bug must not leave the caller waiting for ever
+                log.exception("sending to %s failed unexpectedly", target.host)
+                result = Result(None, OutboundError(f"Optio failed to send it ({exc!r})."), time.time(), 0.0)
+            self.sending.finish(index, result)
 
 
 class _Conn:
@@ -735,20 +745,28 @@ def _request_bytes(method: str, target: Target, item: Outgoing) -> bytes:
     """The request head and body in one piece. Written here rather than by http.client's
     HTTPConnection (its response parsing is still used): one send instead of two, and a quarter
     less CPU per request (measured with 100 small POSTs on one connection)."""
-    host = f"[{target.host}]" if ":" in target.host else target.host
+    host = target.host if target.host.isascii() else target.host.encode("idna").decode()
+    host = f"[{host}]" if ":" in host else host
     default_port = 443 if target.scheme == "https" else 80
+    # Non-ASCII in the path is percent-encoded, as urllib3 does for `request`.
+    path = target.path if target.path.isascii() else quote(target.path, safe=_PATH_SAFE)
     lines = [
-        f"{method} {target.path} HTTP/1.1",
+        f"{method} {path} HTTP/1.1",
         f"Host: {host}" if target.port == default_port else f"Host: {host}:{target.port}",
-        f"User-Agent: {USER_AGENT}",
-        "Accept-Encoding: identity",
-        f"Content-Length: {len(item.body)}",
     ]
+    given = {name.lower() for name in item.headers}
+    if given & _OURS:
+        raise InvalidHeader(f"{', '.join(sorted(given & _OURS))} is set by Optio, not by the caller.")
+    if "user-agent" not in given:
+        lines.append(f"User-Agent: {USER_AGENT}")
+    if "accept-encoding" not in given:
+        lines.append("Accept-Encoding: identity")  # bodies are stored as received
+    lines.append(f"Content-Length: {len(item.body)}")
     for name, value in item.headers.items():
-        if not _TOKEN.fullmatch(name) or _BAD_VALUE.search(value):
+        if not _TOKEN.fullmatch(name) or _BAD_VALUE.search(value) or not value.isascii():
             raise InvalidHeader(f"The header {name!r} cannot be sent: {value!r} is not a valid value.")
         lines.append(f"{name}: {value}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + item.body
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii") + item.body
 
 
 def _read_capped(raw: http.client.HTTPResponse, cap: int, deadline: float, target: Target, timeout: float):

@@ -36,9 +36,10 @@ def pool():
     executor.shutdown(wait=True)
 
 
-def send(urls, pool=None, body=b"{}", **kwargs) -> list[http.Result]:
+def send(urls, pool=None, body=b"{}", headers=None, **kwargs) -> list[http.Result]:
     requests = [
-        http.Outgoing(url, {"Content-Type": "application/json", "X-N": str(i)}, body) for i, url in enumerate(urls)
+        http.Outgoing(url, headers or {"Content-Type": "application/json", "X-N": str(i)}, body)
+        for i, url in enumerate(urls)
     ]
     sending = http.send_all(requests, executor=pool, **kwargs)
     assert sending.wait(30)
@@ -305,6 +306,40 @@ def test_a_header_that_would_split_the_request_is_refused(rx, pool):
     assert isinstance(refused.error, http.InvalidHeader) and "X-Optio-Event" in refused.error.reason
     assert fine.response.status == 200
     assert len(rx.requests) == 1 and "x-injected" not in rx.requests[0].headers
+
+
+@pytest.mark.parametrize(
+    "headers, words",
+    [
+        ({"Host": "evil.example"}, "host is set by Optio"),
+        ({"content-length": "0"}, "content-length is set by Optio"),
+        ({"X-Note": "caf\u00e9 \u20ac"}, "'X-Note' cannot be sent"),
+        ({"Bad Name": "x"}, "'Bad Name' cannot be sent"),
+    ],
+)
+def test_headers_optio_sets_or_cannot_send_are_refused(rx, headers, words):
+    (result,) = send([rx.url], headers=headers)
+    assert isinstance(result.error, http.InvalidHeader) and words in result.error.reason
+    assert rx.requests == []
+
+
+def test_a_non_ascii_path_is_percent_encoded(rx):
+    assert send([rx.url + "/caf\u00e9\u20ac?q=1"])[0].response.status == 200
+    assert rx.requests[0].path == "/hook/caf%C3%A9%E2%82%AC?q=1"
+
+
+def test_an_unexpected_error_ends_that_request_not_the_batch(rx, pool, monkeypatch):
+    real = http._send
+
+    def flaky(target, item, opts):
+        if item.headers.get("X-N") == "1":
+            raise RuntimeError("a bug")
+        return real(target, item, opts)
+
+    monkeypatch.setattr(http, "_send", flaky)
+    results = send([rx.url] * 3, pool)
+    assert [r.error is None for r in results] == [True, False, True]
+    assert "a bug" in results[1].error.reason
 
 
 def test_a_url_with_spaces_or_control_characters_is_refused():
