@@ -34,7 +34,7 @@ import logging
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
-from django.db.models import Max, Q
+from django.db.models import Max, Q, QuerySet
 from django.utils import timezone
 
 from optio import events
@@ -95,11 +95,7 @@ def claim(where: Q, limit: int | None = None) -> list[Event]:
     now = timezone.now()
     with transaction.atomic():
         _lock_stream()
-        claimed = list(
-            Event.objects.filter(where, dispatched_at__isnull=True)
-            .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
-            .order_by("seq")[: limit or BATCH]
-        )
+        claimed = list(waiting(where, now)[: limit or BATCH])
         if not claimed:
             return []
         next_number = None
@@ -112,6 +108,15 @@ def claim(where: Q, limit: int | None = None) -> list[Event]:
             event.claimed_until = now + LEASE
         _save_claim(claimed, now + LEASE)
     return claimed
+
+
+def waiting(where: Q, now: datetime) -> QuerySet[Event]:
+    """Undispatched events matching `where` that nobody holds, oldest first (index event_waiting)."""
+    return (
+        Event.objects.filter(where, dispatched_at__isnull=True)
+        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+        .order_by("seq")
+    )
 
 
 def _save_claim(claimed: list[Event], lease: datetime) -> None:

@@ -213,7 +213,10 @@ class Event(models.Model):
         ordering = ["seq"]
         constraints = [models.UniqueConstraint(fields=["public_id"], name="event_public_id_unique")]
         indexes = [
-            models.Index(fields=["created_at"], condition=Q(dispatched_at__isnull=True), name="event_undispatched"),
+            # The dispatcher takes waiting events in seq order: with this index it reads just the
+            # batch it takes. On created_at, it read every waiting event to sort them (or walked
+            # the whole table by primary key past every dispatched one, on a large backlog).
+            models.Index(fields=["seq"], condition=Q(dispatched_at__isnull=True), name="event_waiting"),
             models.Index(fields=["task", "stream_seq"], name="event_task_stream"),
         ]
 

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from optio import dispatch, events, lifecycle
@@ -384,3 +385,17 @@ def test_a_batch_calls_a_batch_subscriber_once_and_falls_back_to_one_by_one_when
     assert "cannot be handled" in failed.last_error
     assert Event.objects.filter(public_id__in=[ids[0], ids[2]], dispatched_at__isnull=False).count() == 2
     assert recorder.calls.count(ids[1]) == 1
+
+
+def test_the_dispatcher_reads_only_the_batch_it_takes_from_a_large_backlog():
+    """The claim walks the partial index of waiting events in seq order: it must not read every
+    waiting event to sort them, nor walk past every dispatched one (which a production table
+    holds millions of)."""
+    require_postgres()
+    now = timezone.now()
+    Event.objects.bulk_create([Event(name="task.completed", dispatched_at=now) for _ in range(5000)])
+    Event.objects.bulk_create([Event(name="task.completed") for _ in range(2000)])
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {Event._meta.db_table}")  # noqa: S608 (the model's own table)
+    plan = dispatch.waiting(Q(), now)[: dispatch.BATCH].explain()
+    assert "event_waiting" in plan and "Sort" not in plan, plan
