@@ -194,7 +194,9 @@ class Event(models.Model):
     # event_task_stream: an event row is written three times (created, claimed, dispatched)
     # and each write pays for every index.
     public_id = models.CharField(max_length=40, default=_event_public_id)
-    name = models.CharField(max_length=64, db_index=True)
+    # Not indexed: nothing looks events up by name alone (a replay narrows them by created_at
+    # first), and the index and its LIKE twin cost every write.
+    name = models.CharField(max_length=64)
     task = models.ForeignKey(
         Task, null=True, blank=True, on_delete=models.SET_NULL, related_name="events", db_index=False
     )

@@ -6,24 +6,30 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('optio', '0002_event_dispatch_state'),
+        ("optio", "0002_event_dispatch_state"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='event',
-            name='public_id',
+            model_name="event",
+            name="public_id",
             field=models.CharField(default=optio.models._event_public_id, max_length=40),
         ),
         migrations.AlterField(
-            model_name='event',
-            name='task',
-            field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='events', to='optio.task'),
+            model_name="event",
+            name="task",
+            field=models.ForeignKey(
+                blank=True,
+                db_index=False,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="events",
+                to="optio.task",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='event',
-            constraint=models.UniqueConstraint(fields=('public_id',), name='event_public_id_unique'),
+            model_name="event",
+            constraint=models.UniqueConstraint(fields=("public_id",), name="event_public_id_unique"),
         ),
     ]
