@@ -33,8 +33,9 @@ from webhooks.models import Attempt, Delivery, DeliveryStatus
 log = logging.getLogger(__name__)
 
 PENDING = DeliveryStatus.PENDING
-Claimed = tuple[Delivery, int]  # the delivery and the number of the attempt it was claimed for
-Sent = tuple[Delivery, int, dict, delivery.Outcome]  # the attempt as sql.ATTEMPT_COLUMNS values
+Item = Delivery | delivery.Claimed  # row by row: a Delivery; on the PostgreSQL batch path: delivery.Claimed
+Taken = tuple[Item, int]  # the delivery and the number of the attempt it was claimed for
+Sent = tuple[Item, int, dict, delivery.Outcome]  # the attempt as sql.ATTEMPT_COLUMNS values
 
 
 def drain(limit: int | None = None) -> int:
@@ -62,7 +63,7 @@ def drain(limit: int | None = None) -> int:
 # --- claiming -----------------------------------------------------------------------------
 
 
-def claim(limit: int) -> list[Claimed]:
+def claim(limit: int) -> list[Taken]:
     now = timezone.now()
     if sql.usable():
         rows = sql.claim_due(limit, now, now + conf.lease(), conf.TEST_EVENT, "Not sent: ")
@@ -73,7 +74,7 @@ def claim(limit: int) -> list[Claimed]:
     # Drains running at once read the same oldest rows and split them; each carries on past
     # the rows another took, or the rest would wait for the sweeper (jobs are queued per batch).
     due = Delivery.objects.filter(status=PENDING, next_attempt_at__lte=now).order_by("next_attempt_at", "pk")
-    claimed: list[Claimed] = []
+    claimed: list[Taken] = []
     tried: list[int] = []
     while len(claimed) < limit:
         candidates = list(due.exclude(pk__in=tried).values_list("pk", flat=True)[: limit - len(claimed)])
@@ -109,7 +110,7 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _prepare(claimed: list[Claimed]) -> list[http.Outgoing]:
+def _prepare(claimed: list[Taken]) -> list[http.Outgoing]:
     # Secrets are decrypted once per endpoint and every request signed here, so sender
     # threads only send.
     secrets: dict[int, list[str]] = {}
@@ -119,7 +120,7 @@ def _prepare(claimed: list[Claimed]) -> list[http.Outgoing]:
     return [delivery.prepare(item, secrets[item.webhook_id]) for item, _ in claimed]
 
 
-def _sent(claimed: Claimed, outgoing: http.Outgoing, result: http.Result) -> Sent:
+def _sent(claimed: Taken, outgoing: http.Outgoing, result: http.Result) -> Sent:
     item, number = claimed
     values, outcome = delivery.attempt_values(item, number, outgoing, result)
     return item, number, values, outcome
@@ -151,7 +152,7 @@ def record(sent: list[Sent]) -> None:
 
 def _update_health(sent: list[Sent], now) -> None:
     """One health update per endpoint: its 410 if it answered one, else its last outcome."""
-    final: dict[int, tuple[Delivery, delivery.Outcome]] = {}
+    final: dict[int, tuple[Item, delivery.Outcome]] = {}
     for item, _, _, outcome in sent:
         previous = final.get(item.webhook_id)
         if previous is None or not previous[1].gone:

@@ -352,7 +352,7 @@ def attempt_values(
     return values, outcome
 
 
-def _claim_fast(delivery_id: int) -> tuple[Delivery, int, str] | None:
+def _claim_fast(delivery_id: int) -> tuple[Claimed, int, str] | None:
     now = timezone.now()
     row = sql.claim_scheduled(delivery_id, now, now + conf.lease(), conf.TEST_EVENT)
     if row is None:
@@ -365,8 +365,36 @@ def _claim_fast(delivery_id: int) -> tuple[Delivery, int, str] | None:
     return item, item.attempt_count, prior
 
 
-def from_claim_row(row: dict, hooks: dict[int, Webhook] | None = None) -> Delivery:
-    """The claimed Delivery (with its Webhook) from a row of sql.claim_scheduled or sql.claim_due.
+@dataclass(slots=True)
+class Claimed:
+    """A delivery claimed by the fast path, with what sending and settling it read: a plain
+    object, not a Delivery (a model instance cost ~18 µs to build, a fifth of a claim's CPU)."""
+
+    id: int
+    public_id: str
+    webhook: Webhook
+    event_name: str
+    body: str
+    next_attempt_at: datetime | None
+    scheduled_attempts: int
+    attempt_count: int
+    status: str = SENDING
+
+    @property
+    def pk(self) -> int:
+        return self.id
+
+    @property
+    def webhook_id(self) -> int:
+        return self.webhook.id
+
+    @property
+    def body_bytes(self) -> bytes:
+        return self.body.encode()
+
+
+def from_claim_row(row: dict, hooks: dict[int, Webhook] | None = None) -> Claimed:
+    """The claimed delivery (with its Webhook) from a row of sql.claim_scheduled or sql.claim_due.
     `hooks` shares one Webhook object per endpoint across the rows of a batch."""
     hook = hooks.get(row["w_id"]) if hooks is not None else None
     if hook is None:
@@ -382,19 +410,16 @@ def from_claim_row(row: dict, hooks: dict[int, Webhook] | None = None) -> Delive
         )
         if hooks is not None:
             hooks[hook.id] = hook
-    item = Delivery(
+    return Claimed(
         id=row["d_id"],
         public_id=row["d_public_id"],
-        webhook_id=hook.id,
+        webhook=hook,
         event_name=row["d_event_name"],
         body=row["d_body"],
-        status=SENDING,
         next_attempt_at=row["d_next_attempt_at"],
         scheduled_attempts=row["d_scheduled_attempts"],
         attempt_count=row["d_attempt_count"],
     )
-    item.webhook = hook
-    return item
 
 
 def _record_lost_attempt(item: Delivery, claimed_until: datetime | None, now: datetime) -> None:
