@@ -9,6 +9,7 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     initial = True
 
     dependencies = [
@@ -17,199 +18,128 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name="Repo",
+            name='Repo',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("url", models.CharField(help_text="Normalised: https://host/owner/name", max_length=300, unique=True)),
-                ("default_branch", models.CharField(default="main", max_length=200)),
-                ("writeback_enabled", models.BooleanField(default=True)),
-                ("slack_enabled", models.BooleanField(default=False)),
-                ("slack_webhook_url_encrypted", models.TextField(blank=True, default="")),
-                ("slack_notify_on", models.JSONField(default=optio.models._all_slack_events)),
-                ("slack_last_error", models.TextField(blank=True, default="")),
-                ("slack_last_error_at", models.DateTimeField(blank=True, null=True)),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                ("updated_at", models.DateTimeField(auto_now=True)),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('url', models.CharField(help_text='Normalised: https://host/owner/name', max_length=300, unique=True)),
+                ('default_branch', models.CharField(default='main', max_length=200)),
+                ('writeback_enabled', models.BooleanField(default=True)),
+                ('slack_enabled', models.BooleanField(default=False)),
+                ('slack_webhook_url_encrypted', models.TextField(blank=True, default='')),
+                ('slack_notify_on', models.JSONField(default=optio.models._all_slack_events)),
+                ('slack_last_error', models.TextField(blank=True, default='')),
+                ('slack_last_error_at', models.DateTimeField(blank=True, null=True)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('updated_at', models.DateTimeField(auto_now=True)),
             ],
             options={
-                "ordering": ["url"],
+                'ordering': ['url'],
             },
         ),
         migrations.CreateModel(
-            name="ApiToken",
+            name='ApiToken',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("name", models.CharField(blank=True, default="", max_length=100)),
-                ("key_hash", models.CharField(max_length=64, unique=True)),
-                ("prefix", models.CharField(help_text="The first characters, to tell tokens apart", max_length=16)),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                ("last_used_at", models.DateTimeField(blank=True, null=True)),
-                ("expires_at", models.DateTimeField(blank=True, null=True)),
-                (
-                    "user",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="api_tokens",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('name', models.CharField(blank=True, default='', max_length=100)),
+                ('key_hash', models.CharField(max_length=64, unique=True)),
+                ('prefix', models.CharField(help_text='The first characters, to tell tokens apart', max_length=16)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('last_used_at', models.DateTimeField(blank=True, null=True)),
+                ('expires_at', models.DateTimeField(blank=True, null=True)),
+                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='api_tokens', to=settings.AUTH_USER_MODEL)),
             ],
             options={
-                "ordering": ["-created_at"],
+                'ordering': ['-created_at'],
             },
         ),
         migrations.CreateModel(
-            name="Task",
+            name='Task',
             fields=[
-                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ("title", models.CharField(max_length=500)),
-                ("prompt", models.TextField()),
-                (
-                    "state",
-                    models.CharField(
-                        choices=[
-                            ("pending", "Pending"),
-                            ("queued", "Queued"),
-                            ("running", "Running"),
-                            ("pr_opened", "Pr Opened"),
-                            ("needs_attention", "Needs Attention"),
-                            ("completed", "Completed"),
-                            ("failed", "Failed"),
-                            ("cancelled", "Cancelled"),
-                        ],
-                        db_index=True,
-                        default="pending",
-                        max_length=20,
-                    ),
-                ),
-                ("ticket_source", models.CharField(blank=True, default="", max_length=32)),
-                ("ticket_external_id", models.CharField(blank=True, default="", max_length=128)),
-                ("ticket_url", models.URLField(blank=True, default="", max_length=500)),
-                ("pr_url", models.URLField(blank=True, default="", max_length=500)),
-                ("cost_usd", models.DecimalField(blank=True, decimal_places=4, max_digits=12, null=True)),
-                ("error", models.TextField(blank=True, default="")),
-                ("attention_reason", models.CharField(blank=True, default="", max_length=64)),
-                ("pr_status", models.JSONField(blank=True, default=dict)),
-                ("writeback_error", models.TextField(blank=True, default="")),
-                ("log_seq", models.BigIntegerField(default=0)),
-                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
-                ("updated_at", models.DateTimeField(auto_now=True)),
-                ("started_at", models.DateTimeField(blank=True, null=True)),
-                ("finished_at", models.DateTimeField(blank=True, null=True)),
-                (
-                    "created_by",
-                    models.ForeignKey(
-                        blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL
-                    ),
-                ),
-                (
-                    "repo",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.PROTECT, related_name="tasks", to="optio.repo"
-                    ),
-                ),
+                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                ('title', models.CharField(max_length=500)),
+                ('prompt', models.TextField()),
+                ('state', models.CharField(choices=[('pending', 'Pending'), ('queued', 'Queued'), ('running', 'Running'), ('pr_opened', 'Pr Opened'), ('needs_attention', 'Needs Attention'), ('completed', 'Completed'), ('failed', 'Failed'), ('cancelled', 'Cancelled')], db_index=True, default='pending', max_length=20)),
+                ('ticket_source', models.CharField(blank=True, default='', max_length=32)),
+                ('ticket_external_id', models.CharField(blank=True, default='', max_length=128)),
+                ('ticket_url', models.URLField(blank=True, default='', max_length=500)),
+                ('pr_url', models.URLField(blank=True, default='', max_length=500)),
+                ('cost_usd', models.DecimalField(blank=True, decimal_places=4, max_digits=12, null=True)),
+                ('error', models.TextField(blank=True, default='')),
+                ('attention_reason', models.CharField(blank=True, default='', max_length=64)),
+                ('pr_status', models.JSONField(blank=True, default=dict)),
+                ('writeback_error', models.TextField(blank=True, default='')),
+                ('log_seq', models.BigIntegerField(default=0)),
+                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
+                ('updated_at', models.DateTimeField(auto_now=True)),
+                ('started_at', models.DateTimeField(blank=True, null=True)),
+                ('finished_at', models.DateTimeField(blank=True, null=True)),
+                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
+                ('repo', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='tasks', to='optio.repo')),
             ],
             options={
-                "ordering": ["-created_at"],
+                'ordering': ['-created_at'],
             },
         ),
         migrations.CreateModel(
-            name="Event",
+            name='Event',
             fields=[
-                ("seq", models.BigAutoField(primary_key=True, serialize=False)),
-                ("public_id", models.CharField(default=optio.models._event_public_id, max_length=40, unique=True)),
-                ("name", models.CharField(db_index=True, max_length=64)),
-                ("data", models.JSONField(default=dict)),
-                ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ("dispatched_at", models.DateTimeField(blank=True, null=True)),
-                (
-                    "task",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="events",
-                        to="optio.task",
-                    ),
-                ),
+                ('seq', models.BigAutoField(primary_key=True, serialize=False)),
+                ('public_id', models.CharField(default=optio.models._event_public_id, max_length=40, unique=True)),
+                ('name', models.CharField(db_index=True, max_length=64)),
+                ('data', models.JSONField(default=dict)),
+                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
+                ('dispatched_at', models.DateTimeField(blank=True, null=True)),
+                ('task', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='events', to='optio.task')),
             ],
             options={
-                "ordering": ["seq"],
+                'ordering': ['seq'],
             },
         ),
         migrations.CreateModel(
-            name="TaskLog",
+            name='TaskLog',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("seq", models.BigIntegerField()),
-                ("timestamp", models.DateTimeField(default=django.utils.timezone.now)),
-                ("stream", models.CharField(default="stdout", max_length=16)),
-                ("type", models.CharField(default="text", max_length=32)),
-                ("content", models.TextField(blank=True, default="")),
-                ("metadata", models.JSONField(blank=True, default=dict)),
-                (
-                    "task",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE, related_name="logs", to="optio.task"
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('seq', models.BigIntegerField()),
+                ('timestamp', models.DateTimeField(default=django.utils.timezone.now)),
+                ('stream', models.CharField(default='stdout', max_length=16)),
+                ('type', models.CharField(default='text', max_length=32)),
+                ('content', models.TextField(blank=True, default='')),
+                ('metadata', models.JSONField(blank=True, default=dict)),
+                ('task', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='logs', to='optio.task')),
             ],
             options={
-                "ordering": ["task", "seq"],
+                'ordering': ['task', 'seq'],
             },
         ),
         migrations.CreateModel(
-            name="Secret",
+            name='Secret',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("name", models.CharField(max_length=128)),
-                ("value_encrypted", models.TextField()),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                ("updated_at", models.DateTimeField(auto_now=True)),
-                (
-                    "repo",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="secrets",
-                        to="optio.repo",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('name', models.CharField(max_length=128)),
+                ('value_encrypted', models.TextField()),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('updated_at', models.DateTimeField(auto_now=True)),
+                ('repo', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='secrets', to='optio.repo')),
             ],
             options={
-                "ordering": ["name"],
-                "constraints": [
-                    models.UniqueConstraint(fields=("name", "repo"), name="secret_unique_per_repo"),
-                    models.UniqueConstraint(
-                        condition=models.Q(("repo__isnull", True)), fields=("name",), name="secret_unique_global"
-                    ),
-                ],
+                'ordering': ['name'],
+                'constraints': [models.UniqueConstraint(fields=('name', 'repo'), name='secret_unique_per_repo'), models.UniqueConstraint(condition=models.Q(('repo__isnull', True)), fields=('name',), name='secret_unique_global')],
             },
         ),
         migrations.AddIndex(
-            model_name="task",
-            index=models.Index(fields=["ticket_source", "ticket_external_id"], name="optio_task_ticket__2a9a7c_idx"),
+            model_name='task',
+            index=models.Index(fields=['ticket_source', 'ticket_external_id'], name='optio_task_ticket__2a9a7c_idx'),
         ),
         migrations.AddConstraint(
-            model_name="task",
-            constraint=models.UniqueConstraint(
-                condition=models.Q(
-                    ("state__in", ("pending", "queued", "running", "pr_opened", "needs_attention")),
-                    models.Q(("ticket_source", ""), _negated=True),
-                ),
-                fields=("repo", "ticket_source", "ticket_external_id"),
-                name="task_one_active_per_ticket",
-            ),
+            model_name='task',
+            constraint=models.UniqueConstraint(condition=models.Q(('state__in', ('pending', 'queued', 'running', 'pr_opened', 'needs_attention')), models.Q(('ticket_source', ''), _negated=True)), fields=('repo', 'ticket_source', 'ticket_external_id'), name='task_one_active_per_ticket'),
         ),
         migrations.AddIndex(
-            model_name="event",
-            index=models.Index(
-                condition=models.Q(("dispatched_at__isnull", True)), fields=["created_at"], name="event_undispatched"
-            ),
+            model_name='event',
+            index=models.Index(condition=models.Q(('dispatched_at__isnull', True)), fields=['created_at'], name='event_undispatched'),
         ),
         migrations.AddConstraint(
-            model_name="tasklog",
-            constraint=models.UniqueConstraint(fields=("task", "seq"), name="tasklog_unique_seq"),
+            model_name='tasklog',
+            constraint=models.UniqueConstraint(fields=('task', 'seq'), name='tasklog_unique_seq'),
         ),
     ]

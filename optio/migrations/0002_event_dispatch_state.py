@@ -11,39 +11,40 @@ def number_dispatched_events(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("optio", "0001_initial"),
+        ('optio', '0001_initial'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="event",
-            name="attempts",
+            model_name='event',
+            name='attempts',
             field=models.PositiveIntegerField(default=0),
         ),
         migrations.AddField(
-            model_name="event",
-            name="claimed_until",
+            model_name='event',
+            name='claimed_until',
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name="event",
-            name="last_error",
-            field=models.TextField(blank=True, default=""),
+            model_name='event',
+            name='last_error',
+            field=models.TextField(blank=True, default=''),
         ),
         migrations.AddField(
-            model_name="event",
-            name="stream_seq",
+            model_name='event',
+            name='stream_seq',
             field=models.BigIntegerField(blank=True, null=True, unique=True),
         ),
         migrations.AddField(
-            model_name="event",
-            name="subscribers_done",
+            model_name='event',
+            name='subscribers_done',
             field=models.JSONField(blank=True, default=list),
         ),
         migrations.AddIndex(
-            model_name="event",
-            index=models.Index(fields=["task", "stream_seq"], name="event_task_stream"),
+            model_name='event',
+            index=models.Index(fields=['task', 'stream_seq'], name='event_task_stream'),
         ),
         migrations.RunPython(number_dispatched_events, migrations.RunPython.noop),
     ]
