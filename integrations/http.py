@@ -588,7 +588,10 @@ class _Lanes:
             count = min(count, len(self.queue), MAX_LANES - self.lanes)
             self.lanes += max(count, 0)
         for _ in range(count):
-            self.executor.submit(self.run)
+            try:
+                self.executor.submit(self.run)
+            except RuntimeError:  # the pool is shut down (the process is stopping): send from here
+                self.run()
 
     def grow(self) -> None:
         if self.queue:

@@ -342,6 +342,14 @@ def test_an_unexpected_error_ends_that_request_not_the_batch(rx, pool, monkeypat
     assert "a bug" in results[1].error.reason
 
 
+def test_a_shut_down_pool_sends_from_the_calling_thread(rx):
+    stopped = ThreadPoolExecutor(2)
+    stopped.shutdown()
+    sending = http.send_all([http.Outgoing(rx.url, {}, b"{}")] * 3, executor=stopped)
+    assert sending.wait(0)
+    assert [r.response.status for r in sending.results] == [200, 200, 200]
+
+
 def test_a_url_with_spaces_or_control_characters_is_refused():
     for url in ("http://example.com/a b", "http://example.com/a\r\nHost: evil", "http://example.com/\x7f"):
         with pytest.raises(http.InvalidUrl, match="spaces or control characters"):
