@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from integrations import http
 from webhooks import conf, delivery, health, sql
-from webhooks.models import Attempt, Delivery, DeliveryStatus
+from webhooks.models import Delivery, DeliveryStatus
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ def record(sent: list[Sent]) -> None:
         return
     if not sql.usable():
         for item, number, attempt, outcome in sent:
-            delivery._record(item, number, Attempt(**attempt), outcome, False, PENDING)  # health and retries too
+            delivery._record(item, number, attempt, outcome, False, PENDING)  # health and retries too
         return
     now = timezone.now()
     attempts, settled, retries = [], [], []

@@ -288,18 +288,17 @@ def attempt(delivery_id: int, *, manual: bool = False) -> str | None:
     if claimed is None:
         return None
     delivery, number, prior = claimed
-    record, outcome = send(delivery, number, manual=manual)
-    return _record(delivery, number, record, outcome, manual, prior)
+    values, outcome = send(delivery, number, manual=manual)
+    return _record(delivery, number, values, outcome, manual, prior)
 
 
 def send(
     delivery: Delivery, number: int, *, manual: bool = False, secrets: list[str] | None = None
-) -> tuple[Attempt, Outcome]:
-    """Sign and POST one claimed attempt; returns its (unsaved) Attempt row and its Outcome."""
+) -> tuple[dict, Outcome]:
+    """Sign and POST one claimed attempt; returns its Attempt row's values and its Outcome."""
     outgoing = prepare(delivery, secrets)
     (result,) = http.send_all([outgoing], **limits()).results  # no executor: sent on return
-    values, outcome = attempt_values(delivery, number, outgoing, result, manual=manual)
-    return Attempt(**values), outcome
+    return attempt_values(delivery, number, outgoing, result, manual=manual)
 
 
 def prepare(delivery: Delivery, secrets: list[str] | None = None) -> http.Outgoing:
@@ -502,15 +501,16 @@ def settle(delivery: Delivery, outcome: Outcome, manual: bool, prior: str, now: 
     return changes, delay
 
 
-def _record(delivery: Delivery, number: int, record: Attempt, outcome: Outcome, manual: bool, prior: str) -> str:
+def _record(delivery: Delivery, number: int, values: dict, outcome: Outcome, manual: bool, prior: str) -> str:
+    """Save the attempt (`values`: sql.ATTEMPT_COLUMNS) and settle the delivery."""
     now = timezone.now()
     changes, delay = settle(delivery, outcome, manual, prior, now)
     # Only the holder of this claim may settle the row (a sweeper may have re-leased it).
     if sql.usable():
-        sql.record_attempt({c: getattr(record, c) for c in sql.ATTEMPT_COLUMNS}, delivery.pk, number, changes)
+        sql.record_attempt(values, delivery.pk, number, changes)
     else:
         with transaction.atomic():
-            record.save(force_insert=True)
+            Attempt.objects.create(**values)
             Delivery.objects.filter(pk=delivery.pk, attempt_count=number, status=SENDING).update(**changes)
     health.update(delivery.webhook, outcome, now)
     if "enqueued_at" in changes:
