@@ -205,6 +205,14 @@ def resolve(url: str, *, allow_private: bool | None = None) -> Target:
     return Target(parts.scheme, host, port, str(addresses[0]), path)
 
 
+def _host_header(target: Target) -> str:
+    """The Host header for `target`: IPv6 literals bracketed, IDN names as punycode, the port
+    only when it is not the scheme's default."""
+    host = target.host if target.host.isascii() else target.host.encode("idna").decode()
+    host = f"[{host}]" if ":" in host else host
+    return host if target.port == (443 if target.scheme == "https" else 80) else f"{host}:{target.port}"
+
+
 def check_url(url: str) -> None:
     """Raise InvalidUrl or BlockedDestination if `url` may not be used as a destination."""
     resolve(url)
@@ -333,11 +341,7 @@ def request(
     if max_body is not None and body is not None and len(body) > max_body:
         raise PayloadTooLarge(f"The payload is {len(body)} bytes; the limit is {max_body} bytes.")
     target = resolve(url)
-    default_port = 443 if target.scheme == "https" else 80
-    host_header = target.host if target.port == default_port else f"{target.host}:{target.port}"
-    if ":" in target.host and not target.host.startswith("["):
-        host_header = f"[{target.host}]" if target.port == default_port else f"[{target.host}]:{target.port}"
-    send_headers = {"User-Agent": USER_AGENT, "Host": host_header}
+    send_headers = {"User-Agent": USER_AGENT, "Host": _host_header(target)}
     send_headers.update(headers or {})
     started = time.monotonic()
     deadline = started + timeout
@@ -745,14 +749,11 @@ def _request_bytes(method: str, target: Target, item: Outgoing) -> bytes:
     """The request head and body in one piece. Written here rather than by http.client's
     HTTPConnection (its response parsing is still used): one send instead of two, and a quarter
     less CPU per request (measured with 100 small POSTs on one connection)."""
-    host = target.host if target.host.isascii() else target.host.encode("idna").decode()
-    host = f"[{host}]" if ":" in host else host
-    default_port = 443 if target.scheme == "https" else 80
     # Non-ASCII in the path is percent-encoded, as urllib3 does for `request`.
     path = target.path if target.path.isascii() else quote(target.path, safe=_PATH_SAFE)
     lines = [
         f"{method} {path} HTTP/1.1",
-        f"Host: {host}" if target.port == default_port else f"Host: {host}:{target.port}",
+        f"Host: {_host_header(target)}",
     ]
     given = {name.lower() for name in item.headers}
     if given & _OURS:

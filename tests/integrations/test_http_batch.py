@@ -440,3 +440,17 @@ def test_an_untrusted_certificate_is_refused(tls_server, pool):
     assert isinstance(result.error, http.ConnectFailed)
     assert "TLS with localhost failed" in result.error.reason
     assert "certificate verify failed" in result.error.reason
+
+
+@pytest.mark.parametrize(
+    "target, header",
+    [
+        (http.Target("https", "example.com", 443, "93.184.216.34", "/"), "example.com"),
+        (http.Target("http", "example.com", 8080, "93.184.216.34", "/"), "example.com:8080"),
+        (http.Target("http", "2001:db8::1", 80, "2001:db8::1", "/"), "[2001:db8::1]"),
+        (http.Target("https", "2001:db8::1", 8443, "2001:db8::1", "/"), "[2001:db8::1]:8443"),
+        (http.Target("https", "bücher.example", 443, "93.184.216.34", "/"), "xn--bcher-kva.example"),
+    ],
+)
+def test_the_host_header_both_paths_send(target, header):
+    assert http._host_header(target) == header
