@@ -82,7 +82,7 @@ def purge_batch() -> int:
 
 def batch_size() -> int:
     """Due deliveries one drain job claims and sends at once (webhooks/batch.py). Each job costs a
-    broker message, a claim and a record statement whatever its size: 100 gave 1.4-1.7x the
+    broker message, a claim and a record statement whatever its size: 100 gave 1.2-1.5x the
     throughput of 32 in bench_webhooks."""
     return int(_get("OPTIO_WEBHOOK_BATCH_SIZE", 100))
 
