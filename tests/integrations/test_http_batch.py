@@ -234,8 +234,9 @@ class CannedServer:
     """Answers every request with `response` (raw bytes) and counts connections; it never closes
     one itself, so a client that reuses a connection it was told to close waits in vain."""
 
-    def __init__(self, response: bytes) -> None:
-        self.response, self.connections = response, 0
+    def __init__(self, response: bytes, close: bool = False) -> None:
+        # close: the server closes each connection once it has answered (after one request).
+        self.response, self.close_after, self.connections = response, close, 0
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/hook"
         threading.Thread(target=self._accept, daemon=True).start()
@@ -270,6 +271,8 @@ class CannedServer:
                         break
                     data = rest[length:]
                     conn.sendall(self.response)
+                    if self.close_after:
+                        return
 
     def close(self) -> None:
         self.listener.close()
@@ -294,6 +297,51 @@ def test_a_chunked_response_is_read_whole_and_its_connection_reused(pool):
         assert results[0].response.status == 202
         assert results[0].response.header("x-thing") == "a, b"  # repeated headers are joined
         assert server.connections == 1
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize(
+    "interim", [b"HTTP/1.1 100 Continue\r\n\r\n", b"HTTP/1.1 103 Early Hints\r\nLink: </app.css>\r\n\r\n"]
+)
+def test_an_interim_response_is_passed_over_for_the_final_one(pool, interim):
+    server = CannedServer(interim + b"HTTP/1.1 201 Created\r\nX-Final: yes\r\nContent-Length: 4\r\n\r\ndone")
+    try:
+        results = send([server.url] * 2, timeout=3)
+        assert [(r.response.status, r.response.body) for r in results] == [(201, b"done")] * 2, results
+        assert results[0].response.headers == {"x-final": "yes", "content-length": "4"}  # not the interim's
+        assert server.connections == 1
+    finally:
+        server.close()
+
+
+def test_a_body_that_ends_when_the_server_closes_is_read_whole(pool):
+    server = CannedServer(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nall of it", close=True)
+    try:
+        results = send([server.url] * 2, timeout=3)
+        assert [(r.response.status, r.response.body) for r in results] == [(200, b"all of it")] * 2, results
+        assert server.connections == 2  # such a connection cannot carry another request
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize(
+    ("response", "words"),
+    [
+        (b"", "closed connection without response"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", "IncompleteRead(3 bytes read"),
+        (b"HTTP/1.1 200 OK\r\n" + b"X-A: 1\r\n" * 101 + b"Content-Length: 0\r\n\r\n", "more than 100 headers"),
+        (b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n", "headers are larger than 65536 bytes"),
+        (b"HTTP/1.1 200 OK\r\nX-Endless: " + b"a" * 300000, "headers are larger than 65536 bytes"),
+        (b"SMTP ready\r\n\r\n", "a malformed response"),
+    ],
+)
+def test_a_broken_or_oversized_response_is_a_connect_error(pool, response, words):
+    server = CannedServer(response, close=True)
+    try:
+        (result,) = send([server.url], timeout=3)
+        assert result.response is None and isinstance(result.error, http.ConnectFailed), result
+        assert words in str(result.error), result.error
     finally:
         server.close()
 
