@@ -51,6 +51,9 @@ MAX_BATCHES_PER_JOB = 25
 BACKOFF_FIRST, BACKOFF_MAX = 5, 600
 # pg_advisory_xact_lock key serialising stream numbering ("optiostr" as a 64-bit int).
 STREAM_LOCK_KEY = 0x6F7074696F737472
+# Statements that take a batch, oldest first, from a partial index (here and in webhooks/sql.py)
+# run with these: see _begin_claim.
+WALK_INDEX = "SET LOCAL enable_bitmapscan = off; SET LOCAL enable_seqscan = off; "
 
 
 def dispatch(seq: int) -> int:
@@ -136,17 +139,14 @@ def _save_claim(claimed: list[Event], lease: datetime) -> None:
 def _begin_claim() -> None:
     """Take the stream lock, and make this transaction walk event_waiting in seq order.
 
-    Why the plan is forced: the planner's statistics date from before a burst, when few events
-    waited, so it picked a bitmap scan of the partial index and a sort, which reads every
-    waiting event to return a batch: each of a 5,000-event burst's 25 batches read them all
-    (~40 µs of PostgreSQL CPU per event; measured in bench_webhooks). The ordered index scan
-    stops after a batch, whatever the statistics say."""
+    Why the plan is forced: with statistics that say few events wait (a fresh database, or
+    autovacuum off, as on the machines here), the planner picked a bitmap scan of the partial
+    index and a sort, which reads every waiting event to return a batch: each of a 5,000-event
+    burst's 25 batches read them all (~40 µs of PostgreSQL CPU per event; bench_webhooks). The
+    ordered index scan stops after a batch, whatever the statistics say."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute(
-                "SET LOCAL enable_bitmapscan = off; SET LOCAL enable_seqscan = off; SELECT pg_advisory_xact_lock(%s)",
-                [STREAM_LOCK_KEY],
-            )
+            cursor.execute(WALK_INDEX + "SELECT pg_advisory_xact_lock(%s)", [STREAM_LOCK_KEY])
     # SQLite (embedded): transactions begin IMMEDIATE, so the write lock is already ours.
 
 

@@ -25,6 +25,8 @@ from datetime import datetime
 import orjson
 from django.db import connection
 
+from optio.dispatch import WALK_INDEX
+
 _PREFIX = "BEGIN; SET LOCAL synchronous_commit TO off; "
 _SUFFIX = "; COMMIT"
 
@@ -40,10 +42,10 @@ def _run_in_transaction(statement: str, params) -> list[tuple]:
         return cursor.fetchall() if cursor.description is not None else []
 
 
-def _run(statement: str, params) -> list[tuple]:
+def _run(statement: str, params, settings: str = "") -> list[tuple]:
     with connection.cursor() as cursor:
         try:
-            cursor.execute(_PREFIX + statement + _SUFFIX, params)
+            cursor.execute(_PREFIX + settings + statement + _SUFFIX, params)
         except Exception:
             cursor.execute("ROLLBACK")
             raise
@@ -240,6 +242,9 @@ BATCH_RETURNING = tuple(c for c in CLAIM_RETURNING if not c.startswith("o."))
 def claim_due(limit: int, now: datetime, lease_until: datetime, test_event: str, disabled_error: str) -> list[dict]:
     """Claim up to `limit` due pending deliveries, oldest due first, for a scheduled attempt each.
 
+    WALK_INDEX: the batch is read from delivery_due in order, not every due row sorted (a
+    burst of 5,000 deliveries was otherwise read once per batch of 100).
+
     `FOR UPDATE SKIP LOCKED` lets concurrent drains split the backlog instead of queueing on
     each other's rows; each row is then claimed under the same lease as a single claim, so a
     drain that dies leaves leases the sweeper takes over. Due deliveries of a disabled endpoint
@@ -268,7 +273,7 @@ def claim_due(limit: int, now: datetime, lease_until: datetime, test_event: str,
         RETURNING {", ".join(BATCH_RETURNING)}"""  # noqa: S608
     params = {"limit": limit, "now": now, "lease": lease_until, "test": test_event, "off": disabled_error}
     names = [c.replace(".", "_") for c in BATCH_RETURNING]
-    return [dict(zip(names, row, strict=True)) for row in _run(statement, params)]
+    return [dict(zip(names, row, strict=True)) for row in _run(statement, params, WALK_INDEX)]
 
 
 # Casts make every VALUES column typed even when all its rows are NULL.

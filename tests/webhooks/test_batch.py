@@ -4,6 +4,7 @@ row-by-row path that SQLite and callers inside a transaction take."""
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import timedelta
 
@@ -119,6 +120,37 @@ def test_a_drain_records_each_outcome_and_retries_with_the_same_bytes(pg):
             (1, 429),
             (2, 200),
         ]
+
+
+@pytest.mark.postgres
+def test_a_drain_reads_only_its_batch_from_a_large_backlog(pg, monkeypatch):
+    """The claim walks delivery_due in order and stops after the batch, whatever the planner's
+    estimates: with statistics that said few rows were due (a fresh database, autovacuum off),
+    each batch of a burst read every due row and sorted them. A high random_page_cost tips the
+    planner the same way here."""
+    hook = endpoints.create(url="http://127.0.0.1:9/hook", events=["*"], secret="s3cret")
+    now = timezone.now()
+    events = Event.objects.bulk_create([Event(name="task.completed") for _ in range(2000)])
+    Delivery.objects.bulk_create(
+        Delivery(webhook=hook, event=e, public_id=f"msg_{e.pk}", event_name=e.name, body="{}", next_attempt_at=now)
+        for e in events
+    )
+    plans = []
+
+    def explain(statement, params, settings=""):
+        with connection.cursor() as cursor:
+            cursor.execute("BEGIN; SET LOCAL random_page_cost = 100; " + settings)
+            cursor.execute("EXPLAIN (ANALYZE) " + statement, params)
+            plans.append("\n".join(row[0] for row in cursor.fetchall()))
+            cursor.execute("ROLLBACK")
+        return []
+
+    monkeypatch.setattr(sql, "_run", explain)
+    batch.claim(100)
+    (plan,) = plans
+    assert "Index Scan using delivery_due" in plan and "Sort" not in plan, plan
+    read = [int(n) for n in re.findall(r"actual time=\S+ rows=(\d+)", plan)]
+    assert read and max(read) == 100, plan  # not the 2,000 due
 
 
 @pytest.mark.postgres
