@@ -9,7 +9,6 @@ the layer, and senders hand it their coroutine and wait for the result.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import threading
@@ -17,6 +16,8 @@ import weakref
 from typing import Protocol
 
 from channels.layers import get_channel_layer
+
+from optio.events import json_text
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ WireFrame = list  # [seq, json text]: serialised once by the sender, not once pe
 
 def wire(frame: dict) -> WireFrame:
     """A frame as it travels in a channel-layer message: its seq and its JSON text."""
-    return [frame["seq"], json.dumps(frame, separators=(",", ":"), ensure_ascii=False)]
+    return [frame["seq"], json_text(frame)]
 
 
 class _LoopThread:

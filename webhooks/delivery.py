@@ -20,7 +20,6 @@ below; `attempt` makes one (manual sends, and taking over an expired lease).
 from __future__ import annotations
 
 import email.utils
-import json
 import logging
 import math
 import random
@@ -33,6 +32,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from integrations import http
+from optio import events
 from optio.models import Event
 from webhooks import conf, health, signing, sql
 from webhooks.models import Attempt, AttemptTrigger, Delivery, DeliveryStatus, Webhook, message_id
@@ -51,7 +51,7 @@ PENDING, SENDING, SUCCESS, FAILED = (
 
 
 def serialize(event: Event) -> str:
-    return json.dumps(event.envelope(), separators=(",", ":"), ensure_ascii=False)
+    return events.json_text(event.envelope())
 
 
 def targets(event: Event) -> list[Webhook]:
