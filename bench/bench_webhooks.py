@@ -112,9 +112,10 @@ def child() -> None:
             for _ in range(ROUNDS):
                 pipe = _burst(base, events, endpoints, groups)
                 rounds.append((pipe, _ceiling(base, pipe["bodies"])))
+            in_order = [(p["rate"], c["rate"]) for p, c in rounds]
             rounds.sort(key=lambda r: r[0]["rate"] / r[1]["rate"])
             pipe, ceiling = rounds[len(rounds) // 2]
-            pipe["rounds"] = [p["rate"] / c["rate"] for p, c in rounds]
+            pipe["rounds"] = in_order
             results[title] = (pipe, ceiling)
             splits.append((title, pipe["cpu_split"]))
             rows.append(_row(f"{title}: Optio", pipe))
@@ -171,7 +172,7 @@ def child() -> None:
                 pipe["p99"] / ceiling["p99"] if ceiling["p99"] else float("nan"),
                 pipe["cpu_split"]["machine"],
                 ceiling["machine_ms"],
-                " ".join(f"{r:.2f}" for r in pipe["rounds"]),
+                " ".join(f"{p / c:.2f}" for p, c in pipe["rounds"]),
             ]
         )
     print(
@@ -184,11 +185,14 @@ def child() -> None:
                 "p99 ratio",
                 "machine CPU ms/delivery",
                 "ceiling's",
-                "every round's ratio",
+                "every round's ratio, in run order",
             ],
             ratio_rows,
         )
     )
+    for title, (pipe, _) in results.items():
+        rates = ", ".join(f"{p:,.0f}/{c:,.0f}" for p, c in pipe["rounds"])
+        print(f"{title}, deliveries/s of each round (Optio/ceiling): {rates}")
     print(
         table(
             "One delivery stage by stage: CPU ms per delivery, one stage at a time in one process, no workers "
@@ -363,8 +367,9 @@ def _reset() -> None:
 def _warm_up(base: str) -> None:
     """Let every worker process open its connections once before anything is timed."""
     _webhooks(base, 1)
-    sent = _publish(WORKER_PROCESSES * 20)
-    _measure(base, sent, WORKER_PROCESSES * 20)
+    count = int(os.environ.get("OPTIO_BENCH_WARMUP", WORKER_PROCESSES * 20))
+    sent = _publish(count)
+    _measure(base, sent, count)
     _reset()
 
 

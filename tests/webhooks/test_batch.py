@@ -154,6 +154,36 @@ def test_a_drain_reads_only_its_batch_from_a_large_backlog(pg, monkeypatch):
 
 
 @pytest.mark.postgres
+def test_a_short_claim_looks_again_for_rows_committed_while_it_ran(pg, monkeypatch):
+    """Racing drains: a claim sees what was committed when it began, and a drain that began
+    later can take rows this one saw. Drains are queued one per batch of new rows, so a short
+    claim that stopped there stranded the newest rows until the sweeper came (seen in
+    bench_webhooks: 20-80 of a 5,000 burst, now and then). Here the rows a later view would
+    show are committed just after the first claim."""
+    with Receiver() as rx:
+        hook = endpoints.create(url=rx.url, events=["*"], secret="s3cret")
+        first = _deliveries(hook, 80)
+        claim_due, calls = sql.claim_due, []
+
+        def racing(limit, *args):
+            rows = claim_due(limit, *args)
+            calls.append((limit, len(rows)))
+            if len(calls) == 1:
+                later.extend(_deliveries(hook, 20))  # committed after that claim began
+            return rows
+
+        later: list[int] = []
+        monkeypatch.setattr(sql, "claim_due", racing)
+        assert batch.drain(100) == 100
+        assert calls == [(100, 80), (20, 20)]
+        assert len(rx.requests) == 100
+        assert Delivery.objects.filter(pk__in=first + later, status="success").count() == 100
+        # Nothing was due any more: the next short claim ends the search at once.
+        calls.clear()
+        assert batch.drain(100) == 0 and calls == [(100, 0)]
+
+
+@pytest.mark.postgres
 def test_a_drain_settles_due_deliveries_of_a_disabled_endpoint_without_sending(pg):
     with Receiver() as rx:
         hook = endpoints.create(url=rx.url, events=["*"], secret="s3cret")
