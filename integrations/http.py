@@ -447,7 +447,7 @@ def _cause(exc: Exception) -> str:
 # `request` each costs a thread hand-off and urllib3's pool and response machinery: measured
 # ~0.44 ms of CPU a request with a thread each, against ~0.07 ms here, where a few lanes per
 # destination send one request after another on kept-alive sockets (the request written in
-# one piece, the response read by http.client's HTTPResponse). The guarantees are the same as
+# one piece, the response parsed by httptools' llhttp). The guarantees are the same as
 # `request`'s: the URL is resolved and checked once per batch, the connection goes to the
 # checked address, TLS is verified against the host name, the same connect timeout and overall
 # deadline (the same watchdog), response bodies capped, redirects never followed, and header
