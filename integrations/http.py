@@ -498,6 +498,8 @@ def send_all(
     request after another; see GROW_AFTER. With no `executor` everything runs in the calling
     thread, one at a time, and every Result is there on return.
     """
+    if method == "HEAD":  # its response's Content-Length describes a body that never comes
+        raise ValueError("send_all does not send HEAD requests")
     sending = Sending(len(requests))
     opts = _Options(method, timeout, connect_timeout, max_response)
     queues: dict[tuple, deque] = {}
@@ -775,7 +777,13 @@ class _Reply:
         self.chunks: list[bytes] = []
         self.head_done = self.complete = self.truncated = self.keep = False
 
+    def on_message_begin(self) -> None:
+        if self.complete:  # bytes after the response (a second answer, or garbage): never reuse this connection
+            self.keep = False
+
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.complete:
+            return
         self.head_size += len(name) + len(value) + 4
         if self.head_size > MAX_HEAD_BYTES:
             raise http.client.HTTPException(f"the response headers are larger than {MAX_HEAD_BYTES} bytes")
@@ -784,10 +792,13 @@ class _Reply:
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        self.status = self.parser.get_status_code()
-        self.head_done = True
+        if not self.complete:
+            self.status = self.parser.get_status_code()
+            self.head_done = True
 
     def on_body(self, data: bytes) -> None:
+        if self.complete:
+            return
         room = self.cap - self.size
         if len(data) > room:
             data, self.truncated = data[:room], True
@@ -796,6 +807,8 @@ class _Reply:
             self.size += len(data)
 
     def on_message_complete(self) -> None:
+        if self.complete:
+            return
         if 100 <= self.status < 200:  # an interim response (100 Continue, 103 Early Hints): the real one follows
             self.headers, self.head_done = [], False
         else:
@@ -833,7 +846,8 @@ def _read_reply(sock: socket.socket, cap: int, deadline: float, target: Target, 
         except httptools.HttpParserCallbackError as exc:  # raised by a callback above: its own message
             raise (exc.__context__ or exc) from None
         except httptools.HttpParserError as exc:
-            if reply.truncated:
+            if reply.complete or reply.truncated:  # garbage after what was kept: the connection goes
+                reply.keep = False
                 break
             raise http.client.HTTPException(f"a malformed response ({exc})") from None
     return reply

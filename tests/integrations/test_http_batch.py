@@ -315,6 +315,23 @@ def test_an_interim_response_is_passed_over_for_the_final_one(pool, interim):
         server.close()
 
 
+@pytest.mark.parametrize("extra", [b"GARBAGE", b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n"])
+def test_bytes_after_the_response_do_not_change_it_and_the_connection_is_dropped(pool, extra):
+    server = CannedServer(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: 1\r\n\r\nok" + extra)
+    try:
+        results = send([server.url] * 2, timeout=3)
+        assert [(r.response.status, r.response.body) for r in results] == [(200, b"ok")] * 2, results
+        assert results[0].response.headers == {"content-length": "2", "x-a": "1"}
+        assert server.connections == 2  # what the server said next belongs to no request of ours
+    finally:
+        server.close()
+
+
+def test_head_requests_are_refused():
+    with pytest.raises(ValueError, match="HEAD"):
+        http.send_all([http.Outgoing("http://127.0.0.1:9/", {}, b"")], method="HEAD")
+
+
 def test_a_body_that_ends_when_the_server_closes_is_read_whole(pool):
     server = CannedServer(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nall of it", close=True)
     try:
