@@ -261,7 +261,8 @@ def _start_workers() -> list[subprocess.Popen]:
     for i in range(WORKER_PROCESSES):
         cmd = [sys.executable, "-m", "celery", "-A", "optio", "worker", "--pool=threads"]
         cmd += [f"--concurrency={WORKER_THREADS}", "-n", f"bench{i}-{os.getpid()}@localhost"]
-        cmd += ["--without-heartbeat", "--without-mingle", "--without-gossip", "--loglevel=ERROR"]
+        # WARNING: the pipeline logs what it could not do (a drain it could not queue) at that level.
+        cmd += ["--without-heartbeat", "--without-mingle", "--without-gossip", "--loglevel=WARNING"]
         procs.append(subprocess.Popen(cmd, cwd=ROOT, env=os.environ.copy(), stdout=subprocess.DEVNULL))
     return procs
 
@@ -327,13 +328,23 @@ def _publish(count: int, pace: float | None = None) -> dict[int, float]:
 
 
 def _wait_done(expected: int, timeout: float) -> None:
+    from django.db.models import Count
+
     from webhooks.models import Delivery
 
     deadline = time.monotonic() + timeout
     while Delivery.objects.filter(status="success").count() < expected:
         if time.monotonic() > deadline:
             done = Delivery.objects.filter(status="success").count()
-            raise RuntimeError(f"only {done} of {expected} deliveries succeeded within {timeout:.0f} s")
+            rest = list(
+                Delivery.objects.exclude(status="success")
+                .values_list("status", "attempt_count", "last_error")
+                .annotate(n=Count("id"))
+                .order_by()
+            )
+            raise RuntimeError(
+                f"only {done} of {expected} deliveries succeeded within {timeout:.0f} s; the rest: {rest}"
+            )
         time.sleep(0.2)
 
 
