@@ -747,6 +747,7 @@ def _exchange_on_connection(target: Target, item: Outgoing, opts: _Options, cloc
 # Limits on a response's head, as http.client's (a server must not make Optio buffer without end).
 MAX_HEAD_BYTES = 64 * 1024
 MAX_HEADERS = 100
+_HEAD_TOO_LARGE = f"the response headers are larger than {MAX_HEAD_BYTES} bytes"
 
 
 class _Reply:
@@ -786,7 +787,7 @@ class _Reply:
             return
         self.head_size += len(name) + len(value) + 4
         if self.head_size > MAX_HEAD_BYTES:
-            raise http.client.HTTPException(f"the response headers are larger than {MAX_HEAD_BYTES} bytes")
+            raise http.client.HTTPException(_HEAD_TOO_LARGE)
         if len(self.headers) >= MAX_HEADERS:
             raise http.client.HTTPException(f"got more than {MAX_HEADERS} headers")
         self.headers.append((name, value))
@@ -829,7 +830,7 @@ def _read_reply(sock: socket.socket, cap: int, deadline: float, target: Target, 
     reply, received = _Reply(cap), 0
     while not (reply.complete or reply.truncated):
         if reply.head_done and time.monotonic() >= deadline:
-            raise Timeout(f"{target.host} was still sending its response after {timeout:g} s.")
+            raise _still_sending(target, timeout)
         data = sock.recv(65536)
         if not data:
             if reply.head_done and reply.ends_at_close():
@@ -839,7 +840,7 @@ def _read_reply(sock: socket.socket, cap: int, deadline: float, target: Target, 
                 raise http.client.RemoteDisconnected("Remote end closed connection without response")
             raise http.client.IncompleteRead(b"".join(reply.chunks))
         if not reply.head_done and received > MAX_HEAD_BYTES:  # one header still coming, without end
-            raise http.client.HTTPException(f"the response headers are larger than {MAX_HEAD_BYTES} bytes")
+            raise http.client.HTTPException(_HEAD_TOO_LARGE)
         received += len(data)
         try:
             reply.parser.feed_data(data)
@@ -878,12 +879,16 @@ def _request_bytes(method: str, target: Target, item: Outgoing) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii") + item.body
 
 
+def _still_sending(target: Target, timeout: float) -> Timeout:
+    return Timeout(f"{target.host} was still sending its response after {timeout:g} s.")
+
+
 def _read_capped(read, step: int, cap: int, deadline: float, target: Target, timeout: float) -> tuple[bytes, bool]:
     """A response body, `step` bytes a `read`, cut at `cap` bytes: (body, whether it was cut)."""
     chunks, size = [], 0
     while True:
         if time.monotonic() >= deadline:
-            raise Timeout(f"{target.host} was still sending its response after {timeout:g} s.")
+            raise _still_sending(target, timeout)
         chunk = read(step)
         if not chunk:
             return b"".join(chunks), False
